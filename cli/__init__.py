@@ -1,0 +1,1 @@
+"""Command line: the `hotline` console script and its subcommands."""

@@ -1,0 +1,1 @@
+"""Recording life-cycle: finalize MixMonitor legs, verify, archive, quarantine and retention."""

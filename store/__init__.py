@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, Appendix C contract and validation, ticket numbers, export, migrations."""

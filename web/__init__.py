@@ -1,0 +1,1 @@
+"""Web: the aiohttp app for agents (screen pop, ticket form), QA (search, review) and supervisors (KPIs)."""
