@@ -16,6 +16,8 @@ from config.log import configure_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cli.config_cmd",
+    "cli.db_cmd",
+    "cli.records_cmd",
 )
 
 
