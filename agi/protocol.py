@@ -286,6 +286,15 @@ class HotlineAGI(AGI):
     def _digit(result: int) -> str | None:
         return chr(result) if result > 0 else None
 
+    def close(self) -> None:
+        """Close both streams (for FastAGI this ends the session: Asterisk's AGI() returns)."""
+        for stream in (self.stdout, self.stdin):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        self._eof = True
+
     # ------------------------------------------------------------------ Channel
     def answer(self) -> None:
         line = "ANSWER"

@@ -16,8 +16,15 @@ from config.log import configure_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cli.config_cmd",
+    "cli.simulate",
+    "cli.users",
+    "cli.recordings",
     "cli.db_cmd",
     "cli.records_cmd",
+    "cli.worker",
+    "cli.flows",
+    "cli.prompts",
+    "cli.transcribe",
 )
 
 

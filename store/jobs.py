@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from store.db import Database
@@ -148,6 +148,19 @@ def reclaim_expired(db: Database, now: datetime | None = None) -> int:
         return _requeue_expired(s, now or utcnow())
 
 
+def has_runnable(db: Database, *, kinds: Iterable[str] = (TRANSCRIBE,), min_priority: int | None = None,
+                 now: datetime | None = None) -> bool:
+    """Is there a job to claim (or an expired lease to take over)? A plain read: an idle worker polls with
+    this and only opens a write transaction (:func:`claim`) when the answer is yes."""
+    now = now or utcnow()
+    due = and_(Job.state == QUEUED, Job.run_after <= now, Job.kind.in_(list(kinds)))
+    if min_priority is not None:
+        due = and_(due, Job.priority >= min_priority)
+    expired = and_(Job.state == RUNNING, Job.lease_expires_at < now)
+    with db.session() as s:
+        return bool(s.scalar(select(exists().where(or_(due, expired)))))
+
+
 def claim(db: Database, owner: str, lease_seconds: float, *, kinds: Iterable[str] = (TRANSCRIBE,),
           min_priority: int | None = None, now: datetime | None = None) -> ClaimedJob | None:
     """Take the next runnable job (priority desc, then run_after, then id) and lease it to ``owner``.
@@ -261,6 +274,6 @@ def get_job(db: Database, job_id: int) -> Job | None:
 __all__ = [
     "NOTIFY_CHANNEL", "TRANSCRIBE", "QUEUED", "RUNNING", "DONE", "FAILED",
     "JobError", "LeaseLost", "ClaimedJob", "FailOutcome", "JobStats",
-    "backoff_seconds", "enqueue", "claim", "reclaim_expired", "heartbeat", "complete", "fail", "release",
+    "backoff_seconds", "enqueue", "has_runnable", "claim", "reclaim_expired", "heartbeat", "complete", "fail", "release",
     "stats", "get_job",
 ]

@@ -13,16 +13,15 @@ import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
-from sqlalchemy.orm import Session
-
 from config import Settings
 from store.db import Database
 from store.models import User
 
 T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,8 @@ class CurrentUser:
 SETTINGS_KEY = web.AppKey("settings", Settings)
 DB_KEY = web.AppKey("db", Database)
 EXECUTOR_KEY = web.AppKey("executor", ThreadPoolExecutor)
+# Period of the agent-event poller (seconds); set by create_app.
+POLL_INTERVAL_KEY = web.AppKey("agent_poll_interval", float)
 
 # Set by the session middleware (web.auth): the user (None when anonymous) and the session's CSRF token.
 USER_KEY = web.RequestKey("user", CurrentUser | None)  # type: ignore[arg-type]
@@ -91,6 +92,3 @@ def current_user(request: web.Request) -> CurrentUser | None:
 def settings_of(request: web.Request) -> Settings:
     return request.app[SETTINGS_KEY]
 
-
-def session_of(request: web.Request) -> Session:  # pragma: no cover - documentation aid
-    raise TypeError("use db_read/db_write: sessions never live on the event loop")

@@ -109,6 +109,7 @@ class CallSpec:
     args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 4573
+    request: str | None = None          # agi_request as Asterisk would print it (default: agi://host:port/script)
     channel: str | None = None
     uniqueid: str | None = None
     linkedid: str | None = None
@@ -125,6 +126,7 @@ class CallSpec:
     accountcode: str = ""
     version: str = "22.10.1"
     answered: bool = True
+    network: bool = True                # False: process AGI (no agi_network / agi_network_script lines)
     mixmonitor: bool = False
     variables: Mapping[str, str] = field(default_factory=dict)
     caller: CallerScript = field(default_factory=CallerScript)
@@ -162,6 +164,7 @@ class EmulatorConfig:
     say_number_word_s: float = 0.85
     forever_wait_s: float = 600.0
     idle_timeout_s: float = 300.0
+    tcp_nodelay: bool = True          # real Asterisk leaves Nagle on; off here so timings show the server's cost
     default_queue: QueueOutcome = field(default_factory=QueueOutcome)
 
 

@@ -105,7 +105,7 @@ def env_lines(spec: CallSpec, channel: str, uniqueid: str, threadid: str) -> lis
     values = {
         "agi_network": "yes",
         "agi_network_script": spec.script,
-        "agi_request": f"agi://{spec.host}:{spec.port}/{spec.script}",
+        "agi_request": spec.request or f"agi://{spec.host}:{spec.port}/{spec.script}",
         "agi_channel": channel,
         "agi_language": spec.language,
         "agi_type": spec.channel_type,
@@ -126,7 +126,10 @@ def env_lines(spec: CallSpec, channel: str, uniqueid: str, threadid: str) -> lis
         "agi_accountcode": spec.accountcode,
         "agi_threadid": threadid,
     }
-    lines = [f"{key}: {values[key]}" for key in ENV_ORDER]
+    keys = ENV_ORDER if spec.network else ENV_ORDER[2:]
+    if not spec.network:
+        values["agi_request"] = spec.request or spec.script
+    lines = [f"{key}: {values[key]}" for key in keys]
     lines += [f"agi_arg_{i}: {arg}" for i, arg in enumerate(spec.args, start=1)]
     lines.append("")
     return lines

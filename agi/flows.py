@@ -1,0 +1,121 @@
+"""Wiring: settings → flows, prompts check, journal + applier, services → one handler per flow for the server.
+
+``hotline serve`` (owned by the server's author) should do::
+
+    runtime = FlowRuntime.start(settings)          # FlowError / MissingPrompts stop start-up
+    runtime.install(FLOW_HANDLERS)                 # agi.process_agi.FLOW_HANDLERS: flow name → handler
+    ... run agi.server with FLOW_HANDLERS ...
+    runtime.stop()                                 # flushes the journal, stops the applier
+
+A handler is ``handler(agi, request)``; it runs the flow over the channel and returns when the flow ends
+(the server then closes the connection). It never raises for a caller's behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, MutableMapping
+
+from agi.calls import CallRecords, StoreServices, apply_entries
+from agi.channel import Channel
+from agi.engine import EngineConfig, FlowRun
+from agi.flowdef import Flow, load_flows
+from agi.hours import BusinessHours
+from agi.journal import Journal, JournalApplier
+from agi.prompts import check_prompts
+from config import Settings
+from config.log import get_logger, unbind_call
+from store.db import Database, open_database
+
+log = get_logger(__name__)
+
+Handler = Callable[[Any, Any], None]
+
+
+class MissingPrompts(Exception):
+    """Flows use sounds that do not exist under settings.agi.sounds_dir (run `hotline prompts build`)."""
+
+    def __init__(self, missing: list[str], sounds_dir: str) -> None:
+        self.missing = missing
+        super().__init__(f"{len(missing)} prompt(s) missing under {sounds_dir}: {', '.join(missing)} "
+                         f"(run `hotline prompts build`)")
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(access_number=settings.general.access_number, default_queue=settings.queue.default_queue,
+                        long_wait_seconds=settings.queue.long_wait_seconds, timezone=settings.general.timezone,
+                        callback_deadline_hours=settings.kpi.callback_deadline_hours)
+
+
+def request_args(request: Any, channel: Channel) -> tuple[str, ...]:
+    args = getattr(request, "args", None)
+    if args is not None:
+        return tuple(str(a) for a in args)
+    env = channel.env
+    out = []
+    i = 1
+    while f"agi_arg_{i}" in env:
+        out.append(env[f"agi_arg_{i}"])
+        i += 1
+    return tuple(out)
+
+
+@dataclass
+class FlowRuntime:
+    settings: Settings
+    flows: dict[str, Flow]
+    journal: Journal
+    applier: JournalApplier
+    records: CallRecords
+    services: StoreServices
+    config: EngineConfig
+    database: Database
+
+    @classmethod
+    def start(cls, settings: Settings, database: Database | None = None, check_sounds: bool = True,
+              start_applier: bool = True) -> "FlowRuntime":
+        flows = load_flows(settings.agi.flows_dir)
+        if check_sounds:
+            missing = check_prompts(flows, settings.agi.sounds_dir)
+            if missing:
+                raise MissingPrompts(missing, settings.agi.sounds_dir)
+        db = database or open_database(settings.database.url, settings.database.echo)
+        journal = Journal(settings.agi.journal_dir)
+        tz = settings.general.timezone
+        applier = JournalApplier(journal, lambda entries: apply_entries(db, entries, tz))
+        clip_dir = str(Path(settings.recordings.spool_dir).resolve() / "ivr")
+        Path(clip_dir).mkdir(parents=True, exist_ok=True)
+        services = StoreServices(lambda: db, BusinessHours.from_settings(settings.hours, tz), clip_dir, tz,
+                                 store_up=lambda: applier.store_up)
+        runtime = cls(settings, flows, journal, applier, CallRecords(journal), services, engine_config(settings), db)
+        if start_applier:
+            applier.start()
+        log.info("flows_loaded", flows=sorted(flows))
+        return runtime
+
+    def run(self, flow_name: str, channel: Channel, args: tuple[str, ...] = ()) -> Any:
+        try:
+            return FlowRun(self.flows, channel, self.records, self.services, self.config, args).run(flow_name)
+        finally:
+            unbind_call()
+
+    def handler(self, flow_name: str) -> Handler:
+        def handle(agi: Any, request: Any) -> None:
+            self.run(flow_name, agi, request_args(request, agi))
+        handle.__name__ = f"flow_{flow_name.replace('-', '_')}"
+        return handle
+
+    def install(self, registry: MutableMapping[str, Handler]) -> None:
+        """Register one handler per flow (name = the FastAGI script name)."""
+        for name in self.flows:
+            registry[name] = self.handler(name)
+
+    def stop(self) -> None:
+        self.applier.drain(timeout=5.0)
+        self.applier.stop()
+        self.journal.close()
+        self.services.close()
+
+
+__all__ = ["FlowRuntime", "MissingPrompts", "engine_config", "request_args"]

@@ -1,0 +1,213 @@
+"""FastAGI load benchmark: emulated Asterisk calls against the FastAGI server (in its own process).
+
+    .venv/bin/python bench/agi_load.py                       # all phases, default sizes
+    .venv/bin/python bench/agi_load.py --hold 2000 --walks 5000 --process-calls 40 --flow bench-ivr
+
+Phases:
+  hold        N calls held at once in EXEC Queue (real time): peak concurrent calls, server peak RSS
+  throughput  complete IVR walks with no emulated media time: walks/s, per-command server overhead p50/p99
+              (emulator-side: from writing a reply to reading the next command, i.e. the server's turnaround)
+  process     the same walk as process AGI, one `hotline-agi` Python process per call (classic pyst2 way)
+
+`--flow NAME` uses a handler from ``agi.process_agi.FLOW_HANDLERS`` (e.g. the real "main" flow once the flow
+engine registers it); the default "bench-ivr" is a built-in realistic walk defined here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agi.emulator import CallerScript, CallSpec, EmulatorConfig, QueueOutcome, run_call, run_process_call  # noqa: E402
+from agi.process_agi import lookup_handler  # noqa: E402
+from bench.ivr_flow import BENCH_FLOW  # noqa: E402  (registers the "bench-ivr" flow)
+
+# ---------------------------------------------------------------- server process
+def serve(flow: str, port: int) -> int:
+    from agi.server import ServerOptions, start_server
+    from config.log import configure_logging
+
+    configure_logging(json=True, level="WARNING")
+    handler = lookup_handler(flow)
+    server = start_server(handler, ServerOptions(port=port, max_sessions=10000, stop_grace_s=2.0))
+    assert server.address is not None
+    sys.stdout.write(f"READY {server.address[1]}\n")
+    sys.stdout.flush()
+    try:
+        sys.stdin.readline()  # the parent closes stdin to stop us
+    finally:
+        server.stop(2.0)
+    return 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def current_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class PhaseResult:
+    calls: int
+    ok: int
+    seconds: float
+    turnarounds_ms: list[float]
+    first_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def _spec(i: int, flow: str, hold_s: float, digits: str) -> CallSpec:
+    return CallSpec(script=f"{flow}?queue=hotline&timeout=600", callerid=f"1380013{i % 10000:04d}",
+                    extension="12345", context="from-pstn",
+                    caller=CallerScript(responses=(digits,), queue=QueueOutcome("answered", agent="1001",
+                                                                                 after_s=hold_s, talk_s=0.0)))
+
+
+async def _run_phase(port: int, flow: str, calls: int, concurrency: int, config: EmulatorConfig, hold_s: float,
+                     watch_pid: int | None = None) -> tuple[PhaseResult, int]:
+    sem = asyncio.Semaphore(concurrency)
+    active = 0
+    peak = 0
+    turnarounds: list[float] = []
+    firsts: list[float] = []
+    ok = 0
+
+    async def one(i: int) -> None:
+        nonlocal active, peak, ok
+        async with sem:
+            active += 1
+            peak = max(peak, active)
+            try:
+                report = await run_call("127.0.0.1", port, _spec(i, flow, hold_s, "1"), config)
+            finally:
+                active -= 1
+            if report.error is None and report.commands and report.queue is not None:
+                ok += 1
+                turnarounds.extend(t * 1000 for t in report.turnarounds_s)
+                if report.first_command_s is not None:
+                    firsts.append(report.first_command_s * 1000)
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
+    elapsed = time.perf_counter() - started
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        sys.stderr.write(f"  {len(errors)} calls failed, first: {errors[0]!r}\n")
+    return PhaseResult(calls, ok, elapsed, turnarounds, firsts), peak
+
+
+async def _process_phase(flow: str, calls: int, concurrency: int) -> PhaseResult:
+    sem = asyncio.Semaphore(concurrency)
+    ok = 0
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HOTLINE_FLOW_MODULES="bench.ivr_flow")
+    os.environ.update({"PYTHONPATH": env["PYTHONPATH"], "HOTLINE_FLOW_MODULES": env["HOTLINE_FLOW_MODULES"]})
+    command = [str(Path(sys.executable).with_name("hotline-agi")), flow]
+    config = EmulatorConfig(time_scale=0.0)
+
+    async def one(i: int) -> None:
+        nonlocal ok
+        async with sem:
+            report = await run_process_call(command, _spec(i, flow, 0.0, "1"), config)
+            if report.queue is not None:
+                ok += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(calls)))
+    return PhaseResult(calls, ok, time.perf_counter() - started, [], [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flow", default=BENCH_FLOW)
+    parser.add_argument("--hold", type=int, default=2000, help="calls held at once in the queue")
+    parser.add_argument("--hold-seconds", type=float, default=10.0)
+    parser.add_argument("--walks", type=int, default=5000, help="IVR walks in the throughput phase")
+    parser.add_argument("--concurrency", type=int, default=100, help="calls in flight in the throughput phase")
+    parser.add_argument("--process-calls", type=int, default=40)
+    parser.add_argument("--process-concurrency", type=int, default=4)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args.flow, args.port)
+
+    from config.log import configure_logging
+    configure_logging(json=True, level="ERROR")
+    out = sys.stdout.write
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "--flow", args.flow],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdin is not None
+    ready = server.stdout.readline().split()
+    port = int(ready[1])
+    out(f"FastAGI server pid {server.pid} on port {port}, flow {args.flow!r}, {os.cpu_count()} CPUs\n")
+    out(f"server RSS at start: {current_rss_mb(server.pid):.1f} MB\n")
+    try:
+        if args.hold:
+            config = EmulatorConfig(time_scale=1.0, default_sound_s=0.3, idle_timeout_s=600)
+            result, peak = asyncio.run(_run_phase(port, args.flow, args.hold, args.hold, config, args.hold_seconds))
+            out(f"hold: {result.ok}/{result.calls} calls completed, {peak} held at once for {args.hold_seconds:.0f} s "
+                f"in EXEC Queue; wall {result.seconds:.1f} s; server peak RSS {peak_rss_mb(server.pid):.1f} MB\n")
+        if args.walks:
+            config = EmulatorConfig(time_scale=0.0)
+            cpu_server, cpu_self = cpu_seconds(server.pid), time.process_time()
+            result, _ = asyncio.run(_run_phase(port, args.flow, args.walks, args.concurrency, config, 0.0))
+            cpu_server, cpu_self = cpu_seconds(server.pid) - cpu_server, time.process_time() - cpu_self
+            out(f"throughput: {result.ok}/{result.calls} IVR walks in {result.seconds:.2f} s = {result.rate:.0f} walks/s "
+                f"({args.concurrency} in flight), {len(result.turnarounds_ms)} commands\n")
+            out(f"  CPU: server {cpu_server:.2f} s ({cpu_server / max(result.ok, 1) * 1000:.2f} ms a walk), "
+                f"emulator {cpu_self:.2f} s\n")
+            out(f"  per-command server turnaround: p50 {pct(result.turnarounds_ms, 0.5):.3f} ms, "
+                f"p99 {pct(result.turnarounds_ms, 0.99):.3f} ms, max {max(result.turnarounds_ms or [0]):.1f} ms\n")
+            out(f"  session set-up (connect → first command): p50 {pct(result.first_ms, 0.5):.3f} ms, "
+                f"p99 {pct(result.first_ms, 0.99):.3f} ms\n")
+            fast_rate = result.rate
+        else:
+            fast_rate = float("nan")
+        out(f"server peak RSS overall: {peak_rss_mb(server.pid):.1f} MB\n")
+        if args.process_calls:
+            proc = asyncio.run(_process_phase(args.flow, args.process_calls, args.process_concurrency))
+            out(f"process AGI baseline: {proc.ok}/{proc.calls} walks in {proc.seconds:.2f} s = {proc.rate:.1f} walks/s "
+                f"({args.process_concurrency} processes at once)\n")
+            out(f"FastAGI / process AGI: {fast_rate / proc.rate if proc.rate else float('nan'):.1f}x\n")
+    finally:
+        server.stdin.close()
+        server.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""search indexes: substring search on transcripts.text and calls.caller_number
+
+SQLite: two contentless FTS5 tables with the ``trigram`` tokenizer (``transcripts_fts`` keyed by
+transcripts.id, ``calls_caller_fts`` keyed by calls.id), kept in sync by triggers. The indexed text is the
+column value plus one trailing space, so every 2-character substring starts some trigram; store.search
+finds 2-character terms (most Chinese words) through the trigram vocabulary (``*_fts_vocab``).
+
+PostgreSQL: ``pg_trgm`` GIN indexes on transcripts.text and calls.caller_number (LIKE '%…%').
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = '0002'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+# (fts table, source table, source column)
+SQLITE_FTS = (("transcripts_fts", "transcripts", "text"), ("calls_caller_fts", "calls", "caller_number"))
+
+
+def _sqlite_upgrade() -> None:
+    for fts, table, column in SQLITE_FTS:
+        op.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5({column}, content='', tokenize='trigram')")
+        op.execute(f"CREATE VIRTUAL TABLE {fts}_vocab USING fts5vocab({fts}, 'row')")
+        insert = f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column} || ' ');"
+        delete = f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column} || ' ');"
+        op.execute(f"CREATE TRIGGER {fts}_ai AFTER INSERT ON {table} BEGIN {insert} END")
+        op.execute(f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {table} BEGIN {delete} END")
+        op.execute(f"CREATE TRIGGER {fts}_au AFTER UPDATE OF {column} ON {table} BEGIN {delete} {insert} END")
+        op.execute(f"INSERT INTO {fts}(rowid, {column}) SELECT id, {column} || ' ' FROM {table}")
+
+
+def _sqlite_downgrade() -> None:
+    for fts, _table, _column in SQLITE_FTS:
+        for suffix in ("ai", "ad", "au"):
+            op.execute(f"DROP TRIGGER IF EXISTS {fts}_{suffix}")
+        op.execute(f"DROP TABLE IF EXISTS {fts}_vocab")
+        op.execute(f"DROP TABLE IF EXISTS {fts}")
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        _sqlite_upgrade()
+        return
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE INDEX IF NOT EXISTS ix_transcripts_text_trgm ON transcripts USING gin (text gin_trgm_ops)")
+    op.execute("CREATE INDEX IF NOT EXISTS ix_calls_caller_trgm ON calls USING gin (caller_number gin_trgm_ops)")
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        _sqlite_downgrade()
+        return
+    op.execute("DROP INDEX IF EXISTS ix_calls_caller_trgm")
+    op.execute("DROP INDEX IF EXISTS ix_transcripts_text_trgm")
