@@ -156,7 +156,23 @@ def _merge_batch(entries: list[dict[str, Any]]) -> _Batch:
 
 
 def _find_call(session: Session, record_id: str) -> Call | None:
-    return session.scalar(select(Call).where(Call.record_id == record_id))
+    cache: dict[str, Call] = session.info.setdefault("hl_calls", {})
+    call = cache.get(record_id)
+    if call is None:
+        with session.no_autoflush:
+            call = session.scalar(select(Call).where(Call.record_id == record_id))
+        if call is not None:
+            cache[record_id] = call
+    return call
+
+
+def _prefetch(session: Session, record_ids: Iterable[str]) -> None:
+    """One query for every record of the batch instead of one per entry."""
+    ids = list(set(record_ids))
+    cache: dict[str, Call] = session.info.setdefault("hl_calls", {})
+    for i in range(0, len(ids), 500):
+        for call in session.scalars(select(Call).where(Call.record_id.in_(ids[i:i + 500]))):
+            cache[call.record_id] = call
 
 
 def _apply_fill(session: Session, entry: dict[str, Any]) -> bool:
@@ -216,9 +232,10 @@ def _apply_screen_pop(session: Session, entry: dict[str, Any]) -> bool:
     call = _find_call(session, entry["record_id"])
     if call is None:
         return False
-    existing = session.scalars(select(AgentEvent).where(AgentEvent.call_id == call.id,
-                                                        AgentEvent.agent_id == entry["agent_id"],
-                                                        AgentEvent.kind == "screen_pop")).all()
+    with session.no_autoflush:
+        existing = session.scalars(select(AgentEvent).where(AgentEvent.call_id == call.id,
+                                                            AgentEvent.agent_id == entry["agent_id"],
+                                                            AgentEvent.kind == "screen_pop")).all()
     if any((ev.payload or {}).get("event_id") == entry["event_id"] for ev in existing):
         return True
     payload = screen_pop_payload(session, call)
@@ -241,6 +258,8 @@ def apply_entries(db: Database, entries: list[dict[str, Any]], tz: str = "Asia/S
     batch = _merge_batch(entries)
     deferred: list[dict[str, Any]] = []
     with db.write() as session:
+        session.info["hl_calls"] = {}
+        _prefetch(session, [e["record_id"] for e in entries if "record_id" in e])
         for record_id, fields in batch.upserts.items():
             clean = {k: v for k, v in fields.items() if not k.startswith("_")}
             call = _find_call(session, record_id)
@@ -253,6 +272,7 @@ def apply_entries(db: Database, entries: list[dict[str, Any]], tz: str = "Asia/S
                                              key=lambda p: (p.index, p.offset), default=None)})
                 continue
             call = save_snapshot(session, {"record_id": record_id, **clean}, complete=False)
+            session.info["hl_calls"][record_id] = call
             if record_id in batch.allocate and not call.ticket_no:
                 call.ticket_no = allocate_ticket_no(session, tz)
             if record_id in batch.complete or call.state == "complete":

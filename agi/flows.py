@@ -119,3 +119,44 @@ class FlowRuntime:
 
 
 __all__ = ["FlowRuntime", "MissingPrompts", "engine_config", "request_args"]
+
+
+# --------------------------------------------------------------------------- process AGI / lazy registration
+# agi.process_agi imports this module when a flow name is not registered yet (FLOW_MODULES). Importing it
+# registers one handler per flow file; the runtime behind them starts on the first call with the process's
+# settings. `hotline serve` replaces these with `FlowRuntime.start(settings).install(FLOW_HANDLERS)`.
+_lazy_lock = __import__("threading").Lock()
+_lazy_runtime: FlowRuntime | None = None
+
+
+def default_runtime() -> FlowRuntime:
+    global _lazy_runtime
+    with _lazy_lock:
+        if _lazy_runtime is None:
+            import atexit
+
+            from config import load_settings
+            _lazy_runtime = FlowRuntime.start(load_settings(), check_sounds=False)
+            atexit.register(_lazy_runtime.stop)
+        return _lazy_runtime
+
+
+def _lazy_handler(name: str) -> Handler:
+    def handle(agi: Any, request: Any) -> None:
+        default_runtime().handler(name)(agi, request)
+    return handle
+
+
+def _register_on_import() -> None:
+    try:
+        from agi.process_agi import FLOW_HANDLERS
+        from config import load_settings
+        names = load_flows(load_settings().agi.flows_dir)
+    except Exception as exc:  # noqa: BLE001 - a bad flow file is reported by `hotline flows check` / serve
+        log.error("flows_not_registered", error=str(exc))
+        return
+    for name in names:
+        FLOW_HANDLERS.setdefault(name, _lazy_handler(name))
+
+
+_register_on_import()

@@ -55,7 +55,7 @@ class PoolConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, processes: int | None = None, fast_path_workers: int = 1,
-                      settings_file: str | None = None,
+                      settings_file: str | None = None, log_level: str = "INFO",
                       transcriber_factory: str = DEFAULT_TRANSCRIBER_FACTORY) -> "PoolConfig":
         """``processes`` None → ``asr.workers`` (0 → one per core)."""
         asr = settings.asr
@@ -65,7 +65,8 @@ class PoolConfig:
         worker = WorkerConfig(database_url=settings.database.url, archive_dir=settings.recordings.archive_dir,
                               lease_seconds=float(asr.lease_seconds), retry_backoff_seconds=float(asr.retry_backoff_seconds),
                               max_jobs=asr.max_jobs_per_worker, max_rss_mb=asr.max_rss_mb,
-                              transcriber_factory=transcriber_factory, settings_file=settings_file)
+                              transcriber_factory=transcriber_factory, settings_file=settings_file,
+                              log_level=log_level)
         return cls(worker=worker, processes=n, fast_path_workers=fast_path_workers)
 
     def slot_configs(self) -> list[WorkerConfig]:
@@ -81,6 +82,7 @@ class PoolConfig:
 class Slot:
     config: WorkerConfig
     process: Any = None
+    ready: Any = None         # set by the worker once its model is loaded
     starts: int = 0
     crashes: int = 0          # consecutive crashes (reset by a clean recycle)
     recycles: int = 0
@@ -92,6 +94,7 @@ class SlotStatus:
     name: str
     pid: int | None
     alive: bool
+    ready: bool
     starts: int
     recycles: int
     crashes: int
@@ -172,8 +175,19 @@ class WorkerPool:
     def status(self) -> list[SlotStatus]:
         with self._lock:
             return [SlotStatus(name=s.config.name, pid=s.process.pid if s.process else None,
-                               alive=bool(s.process and s.process.is_alive()), starts=s.starts,
+                               alive=bool(s.process and s.process.is_alive()),
+                               ready=bool(s.ready is not None and s.ready.is_set()), starts=s.starts,
                                recycles=s.recycles, crashes=s.crashes) for s in self._slots]
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until every worker has loaded its model (``False`` on timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = self.status()
+            if states and all(s.alive and s.ready for s in states):
+                return True
+            time.sleep(0.05)
+        return False
 
     def pids(self) -> list[int]:
         return [s.pid for s in self.status() if s.pid is not None and s.alive]
@@ -181,7 +195,8 @@ class WorkerPool:
     # -- supervision --------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
-        proc = self._ctx.Process(target=process_target, args=(slot.config, self._stop_event),
+        slot.ready = self._ctx.Event()
+        proc = self._ctx.Process(target=process_target, args=(slot.config, self._stop_event, slot.ready),
                                  name=slot.config.name, daemon=False)
         proc.start()
         slot.process = proc

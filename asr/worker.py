@@ -13,6 +13,7 @@ import importlib
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -81,6 +82,7 @@ class WorkerConfig:
     name: str = "asr"
     transcriber_factory: str = DEFAULT_TRANSCRIBER_FACTORY
     settings_file: str | None = None            # for the default factory: the site settings file
+    log_level: str = "INFO"
 
     @property
     def heartbeat_interval(self) -> float:
@@ -304,11 +306,13 @@ class Worker:
             raise WorkerShutdown()
 
 
-def worker_main(config: WorkerConfig, stop: Any | None = None) -> int:
-    """Entry point of a worker process (the pool's target): returns the exit code (see :class:`ExitCode`)."""
+def worker_main(config: WorkerConfig, stop: Any | None = None, ready: Any | None = None) -> int:
+    """Entry point of a worker process (the pool's target): returns the exit code (see :class:`ExitCode`).
+
+    ``ready`` (an event) is set once the model is loaded and warmed up."""
     from config.log import configure_logging
 
-    configure_logging()
+    configure_logging(level=config.log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the supervisor decides; Ctrl-C reaches the whole group
     if config.nice:
         try:
@@ -318,6 +322,8 @@ def worker_main(config: WorkerConfig, stop: Any | None = None) -> int:
     transcriber = load_factory(config.transcriber_factory)(config)
     worker = Worker(config, transcriber, stop=stop)
     signal.signal(signal.SIGTERM, worker.on_sigterm)
+    if ready is not None:
+        ready.set()
     try:
         code = worker.run()
     except WorkerShutdown:
@@ -328,6 +334,12 @@ def worker_main(config: WorkerConfig, stop: Any | None = None) -> int:
     return int(code)
 
 
-def process_target(config: WorkerConfig, stop: Any | None = None) -> None:
-    """``multiprocessing`` target: exits with :func:`worker_main`'s code."""
-    raise SystemExit(worker_main(config, stop))
+def process_target(config: WorkerConfig, stop: Any | None = None, ready: Any | None = None) -> None:
+    """``multiprocessing`` target: exits with :func:`worker_main`'s code.
+
+    The exit skips interpreter finalization (``os._exit``): the database is disposed and the logs are
+    flushed by then, and tearing down a loaded Kaldi model can take seconds for nothing."""
+    code = worker_main(config, stop, ready)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -14,10 +14,8 @@ p50 / p95 in milliseconds. The target is p95 < 300 ms for the first page of any 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time

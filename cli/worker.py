@@ -24,7 +24,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write("hotline worker: process counts must be >= 0\n")
         return 2
     config = PoolConfig.from_settings(settings, processes=args.processes, fast_path_workers=args.fast_path_workers,
-                                      settings_file=args.config)
+                                      settings_file=args.config, log_level=args.log_level)
     try:
         pool = WorkerPool(config)
     except PoolError as exc:

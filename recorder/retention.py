@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -67,8 +67,12 @@ def purge(db: Database, settings: Settings, *, older_than_days: int | None = Non
     """Purge every archived recording past its keep time; returns one result per expired recording."""
     now = now or utcnow()
     with db.session() as s:
-        rows = list(s.execute(select(Recording, Call).outerjoin(Call, Recording.call_id == Call.id)
-                              .where(Recording.status == "archived").order_by(Recording.id)))
+        stmt = select(Recording, Call).outerjoin(Call, Recording.call_id == Call.id).where(Recording.status == "archived")
+        # Nothing younger than the shortest keep time can expire: let the database skip it.
+        shortest = older_than_days if older_than_days is not None else min(
+            settings.retention.default_days, settings.retention.answered_days, settings.retention.voicemail_days)
+        stmt = stmt.where(func.coalesce(Call.call_start_at, Recording.created_at) <= now - timedelta(days=shortest))
+        rows = list(s.execute(stmt.order_by(Recording.id)))
         candidates: list[PurgeResult] = []
         for rec, call in rows:
             days = older_than_days if older_than_days is not None else keep_days(settings, rec, call)

@@ -80,10 +80,9 @@ class KpiCounts:
 
     def add(self, other: "KpiCounts") -> None:
         """Merge the counts of a disjoint set of calls into this one."""
-        for f in fields(self):
-            if f.name == "max_wait":
-                continue
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        mine, theirs = self.__dict__, other.__dict__
+        for name in _ADDITIVE:
+            mine[name] += theirs[name]
         if other.max_wait is not None and (self.max_wait is None or other.max_wait > self.max_wait):
             self.max_wait = other.max_wait
 
@@ -95,6 +94,10 @@ class KpiCounts:
     @property
     def satisfaction_responses(self) -> int:
         return self.satisfied + self.basically_satisfied + self.unsatisfied
+
+
+COUNT_FIELDS: list[str] = [f.name for f in fields(KpiCounts)]
+_ADDITIVE = tuple(n for n in COUNT_FIELDS if n != "max_wait")
 
 
 @dataclass(frozen=True)

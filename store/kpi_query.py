@@ -1,7 +1,8 @@
 """KPIs in SQL for big periods, and the missed-call callback list (漏接回拨).
 
 :func:`kpi_series` counts the sets of :mod:`store.kpi` with one ``GROUP BY`` over 15-minute UTC slots
-(every real time zone offset is a multiple of 15 minutes, so a slot never straddles a local hour), then
+(hour slots when the zone's offset stays a whole hour, as in Asia/Shanghai; else 15 minutes, a divisor of every
+real offset), so a slot never straddles a local hour; then
 hands the slot counts to :func:`store.kpi.series_from_counts`. The set definitions below mirror
 ``store.kpi._tally_one`` line by line; ``tests/store/test_kpi.py`` checks both give the same counts on the
 same calls on SQLite and PostgreSQL.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (ColumnElement, Integer, and_, case, cast, extract, func, literal, not_, or_, select,
                         tuple_)
@@ -31,11 +33,25 @@ class CallbackNotRequired(ValueError):
     """The call is not marked 漏接回拨; there is nothing to call back."""
 
 
-def _slot(dialect: str) -> ColumnElement[Any]:
+def slot_seconds(tz: str, start: datetime, end: datetime) -> int:
+    """3600 when the zone's offset is a whole hour throughout [start, end] (Asia/Shanghai), else 900."""
+    zone = ZoneInfo(tz)
+    day = start
+    while True:
+        offset = zone.utcoffset(day.astimezone(zone).replace(tzinfo=None))
+        if offset is None or offset.total_seconds() % 3600:
+            return SLOT_SECONDS
+        if day >= end:
+            return 3600
+        day = min(day + timedelta(hours=12), end)
+
+
+def _slot(dialect: str, seconds: int) -> ColumnElement[Any]:
     if dialect == "sqlite":
-        # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text; strftime('%s') is exact whole seconds
-        return cast(func.strftime("%s", Call.call_start_at), Integer) / SLOT_SECONDS
-    return cast(func.floor(extract("epoch", Call.call_start_at) / SLOT_SECONDS), Integer)
+        # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' UTC text; strftime('%s') is exact whole seconds.
+        # Explicit "/": SQLAlchemy 2 renders Python's "/" as true division; SQLite's "/" on integers truncates.
+        return cast(func.strftime("%s", Call.call_start_at), Integer).op("/")(seconds)
+    return cast(func.floor(extract("epoch", Call.call_start_at) / seconds), Integer)
 
 
 def _deadline(dialect: str, hours: int) -> ColumnElement[Any]:
@@ -90,20 +106,20 @@ def _period(start: datetime, end: datetime) -> ColumnElement[bool]:
 
 
 def _counts(row: Any, names: list[str]) -> KpiCounts:
-    values = {n: (int(row[i]) if row[i] is not None else None) for i, n in enumerate(names)}
-    return KpiCounts(**values)
+    return KpiCounts(**{n: (int(v) if v is not None else None) for n, v in zip(names, row)})
 
 
-def slot_counts(session: Session, start: datetime, end: datetime, params: KpiParams) -> list[tuple[datetime, KpiCounts]]:
-    """Counts per 15-minute UTC slot of the phone calls in [start, end)."""
+def slot_counts(session: Session, start: datetime, end: datetime, params: KpiParams,
+                seconds: int = SLOT_SECONDS) -> list[tuple[datetime, KpiCounts]]:
+    """Counts per UTC slot of ``seconds`` (a divisor of an hour) of the phone calls in [start, end)."""
     dialect = session.get_bind().dialect.name
     cols = count_columns(dialect, params)
     names = list(cols)
-    slot = _slot(dialect).label("slot")
+    slot = _slot(dialect, seconds).label("slot")
     stmt = select(slot, *(c.label(n) for n, c in cols.items())).where(_period(start, end)).group_by(slot)
     out = []
     for row in session.execute(stmt):
-        at = datetime.fromtimestamp(int(row[0]) * SLOT_SECONDS, timezone.utc)
+        at = datetime.fromtimestamp(int(row[0]) * seconds, timezone.utc)
         out.append((at, _counts(row[1:], names)))
     return out
 
@@ -118,7 +134,7 @@ def period_counts(session: Session, start: datetime, end: datetime, params: KpiP
 def kpi_series(session: Session, start: datetime, end: datetime, params: KpiParams, *, bucket: str = "day",
                tz: str = "Asia/Shanghai") -> KpiSeries:
     """The KPIs of [start, end), total and per hour/day in ``tz``, counted in SQL."""
-    parts = slot_counts(session, start, end, params)
+    parts = slot_counts(session, start, end, params, slot_seconds(tz, start, end))
     # A slot starting before `start` (start not on a slot boundary) belongs to start's bucket.
     parts = [(max(at, start), c) for at, c in parts]
     return series_from_counts(start, end, bucket, tz, params, parts)

@@ -9,8 +9,9 @@ Substring terms use the indexes of migration 0002:
   substring, ASCII case folded). A 2-character term (most Chinese words) is an OR of the trigram
   vocabulary entries starting with it (the indexed text ends in a space, so every 2-character substring
   starts some trigram). A 1-character term falls back to ``LIKE`` in time order.
-* PostgreSQL: ``LIKE '%term%'`` served by the ``pg_trgm`` GIN indexes (3+ characters); shorter terms
-  scan in time order and stop at the page size.
+* PostgreSQL: ``ILIKE '%term%'`` served by the ``pg_trgm`` GIN indexes (3+ characters); a 2-character
+  transcript term uses the ``hotline_bigrams(text)`` GIN index; 1-character terms (and 1–2 digit caller
+  fragments, which match most numbers) scan in time order and stop at the page size.
 
 When a substring matches few rows, the query starts from the matching ids and sorts them; when it matches
 many, it walks the time index and probes membership (stopping after one page). The choice is made by a
@@ -26,7 +27,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, literal, literal_column, select, text, tuple_
+from sqlalchemy import (ColumnElement, Select, Text, and_, cast, exists, func, literal, literal_column, select, text,
+                        tuple_)
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import Session
 
 from store.appendix_c import APPEAL_TYPES, CALL_OUTCOMES
@@ -168,6 +172,9 @@ def _text_condition(session: Session, dialect: str, term: str) -> _Substring:
             session, "transcripts_fts", term,
             "SELECT t.call_id AS cid FROM transcripts AS t WHERE t.id IN "
             "(SELECT rowid FROM transcripts_fts WHERE transcripts_fts MATCH :q)", predicate)
+    if len(term) == 2:   # the bigram GIN index of migration 0002; ILIKE keeps the match exact
+        bigram = func.hotline_bigrams(Transcript.text).op("@>")(cast(pg_array([term.lower()]), PG_ARRAY(Text)))
+        return _Substring(exists().where(Transcript.call_id == Call.id, bigram, _contains(Transcript.text, term, dialect)))
     return _Substring(predicate)   # pg_trgm GIN serves ILIKE '%term%' (3+ characters)
 
 

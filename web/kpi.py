@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,7 @@ from store.search import BadCursor, decode_cursor, encode_cursor
 from web.access import visible_record
 from web.apiutil import BadParameter, Period, error_json, int_param, json_response, local_text, parse_period
 from web.auth import audit_request, require_role
-from web.layout import Safe, add_nav, csrf_field, esc, join, page, render, table
+from web.layout import Safe, add_nav, csrf_field, join, page, render, table
 from web.state import SETTINGS_KEY, USER_KEY, CurrentUser, db_read, db_write
 
 log = get_logger(__name__)

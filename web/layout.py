@@ -63,6 +63,7 @@ _PAGE = Template("""<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="$csrf">
 <title>$title · 12345 市民服务热线</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/app.css">
 $head
 </head>

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import mimetypes
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 from urllib.parse import quote, urlencode
@@ -28,7 +27,7 @@ from store.qa import QaError, reviews_of, save_review
 from store.records import RecordNotFound, record_dict
 from store.search import CallSearch, SearchError, search_calls
 from web.access import call_scope, can_play_recording, can_view_call, visible_record
-from web.apiutil import BadParameter, error_json, int_param, json_response, local_text, parse_time
+from web.apiutil import BadParameter, error_json, int_param, json_response, parse_time
 from web.auth import Forbidden, audit_request, require_role
 from web.layout import Safe, add_nav, csrf_field, esc, join, page, render, table
 from web.state import SETTINGS_KEY, USER_KEY, CurrentUser, db_read, db_write
@@ -302,10 +301,9 @@ def _form_time(value: str) -> str:
     return value[:16] if value else ""
 
 
+@require_role(*SEARCH_ROLES)
 async def qa_page(request: web.Request) -> web.StreamResponse:
     user = _user(request)
-    if user.role not in SEARCH_ROLES:
-        raise Forbidden()
     query = request.query
     form = render(_SEARCH_FORM, from_=_form_time(query.get("from", "")), to=_form_time(query.get("to", "")),
                   caller=query.get("caller", ""), agent=query.get("agent", ""), ticket=query.get("ticket", ""),
@@ -406,8 +404,6 @@ def _reviews_html(reviews: list[dict[str, Any]]) -> Safe:
 async def call_page(request: web.Request, *, error: str = "", values: Mapping[str, Any] | None = None,
                     status: int = 200, flash: str = "") -> web.StreamResponse:
     user = _user(request)
-    if user.role not in SEARCH_ROLES:
-        raise Forbidden()
     record_id = _record_id(request)
     try:
         view = await db_read(request, load_call_view, user, record_id, _tz(request))
@@ -459,14 +455,9 @@ async def review_submit(request: web.Request) -> web.StreamResponse:
     return web.Response(status=303, headers={"Location": f"/qa/calls/{quote(_record_id(request), safe='')}?saved=1"})
 
 
-@require_role(*SEARCH_ROLES)
-async def qa_page_handler(request: web.Request) -> web.StreamResponse:
-    return await qa_page(request)
-
-
 def setup_routes(app: web.Application) -> None:
     add_nav("/qa", "来电查询与质检", QA_ROLES)
-    app.router.add_get("/qa", qa_page_handler, name="qa_search")
+    app.router.add_get("/qa", qa_page, name="qa_search")
     app.router.add_get("/qa/calls/{record_id}", call_page_handler, name="qa_call")
     app.router.add_post("/qa/calls/{record_id}/review", review_submit, name="qa_review")
     app.router.add_get("/api/calls", api_search, name="api_calls")

@@ -155,7 +155,8 @@ def save_ticket(session: Session, user: CurrentUser, record_id: str, values: Map
         changes["contact_phone"] = call.caller_number  # Appendix C: defaults to the caller's number
     candidate = {**record_dict(call), **changes, "ticket_no": call.ticket_no or _PLACEHOLDER_TICKET_NO}
     problems = validate_record(candidate)
-    blocking = list(parse_problems) + [p for p in problems if _blocking(p)]  # unparsable input always blocks
+    unparsed = {p.field for p in parse_problems}
+    blocking = list(parse_problems) + [p for p in problems if _blocking(p) and p.field not in unparsed]
     if blocking:
         raise TicketInvalid(blocking, [p for p in problems if not _blocking(p)])
     update_call(session, record_id, changes)

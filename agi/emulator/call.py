@@ -42,6 +42,23 @@ _VAR_REF = re.compile(r"\$\{([^{}]*)\}")
 _STATE_NAMES = {4: "Ring", 6: "Up"}
 
 
+def split_app_args(data: str) -> list[str]:
+    """Split application data on commas outside parentheses, as Asterisk's ``ast_app_separate_args`` does."""
+    out, depth, cur = [], 0, []
+    for ch in data:
+        if ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
 class _Usage(Exception):
     """The command's arguments are wrong: answer with the 520 usage block."""
 
@@ -87,7 +104,7 @@ class EmulatedCall:
 
     # ------------------------------------------------------------------ clock
     def _clock(self) -> float:
-        if self.config.time_scale > 0:
+        if self.config.time_scale > 0 and self.config.count_idle_time:
             wall = (asyncio.get_running_loop().time() - self._t0) / self.config.time_scale
             return max(self.now, wall)
         return self.now
@@ -126,7 +143,7 @@ class EmulatedCall:
         loop = asyncio.get_running_loop()
         self._t0 = loop.time()
         self._write_lines(env_lines(self.spec, self.channel, self.uniqueid, self.threadid))
-        if self.config.time_scale > 0 and self.hangup_at is not None:
+        if self.config.time_scale > 0 and self.config.count_idle_time and self.hangup_at is not None:
             self._idle_handle = loop.call_later(self.hangup_at * self.config.time_scale, self._idle_hangup)
         last_reply = time.perf_counter()
         try:
@@ -149,10 +166,10 @@ class EmulatedCall:
                 start = self.now = self._clock()
                 replies = await self.handle(line)
                 self._busy = False
-                self._write_lines(replies)
                 if self.dead and not self._hangup_sent:
-                    self._write_lines([HANGUP])
+                    replies = [*replies, HANGUP]  # written at once after the reply, as Asterisk does
                     self._hangup_sent = True
+                self._write_lines(replies)
                 await self.writer.drain()
                 last_reply = time.perf_counter()
                 self.report.commands.append(CommandRecord(line, tuple(replies), start, self.now))
@@ -587,7 +604,7 @@ class EmulatedCall:
         return ["200 result=-2"]
 
     async def _app_queue(self, data: str) -> int:
-        params = data.split(",")
+        params = split_app_args(data)
         queue = params[0]
         options = params[1] if len(params) > 1 else ""
         q_timeout = float(params[4]) if len(params) > 4 and params[4].strip() else None

@@ -145,12 +145,14 @@ class EmulatorConfig:
     """Emulator-wide settings.
 
     ``time_scale``: real seconds per call second (0 = no sleeping at all, call time advances only by the
-    emulated durations; 1.0 = real time). ``sounds_dir``: prompts that exist (``<name>.wav|.sln|.gsm|.ulaw|.alaw``);
+    emulated durations; 1.0 = real time). ``count_idle_time`` (with ``time_scale`` > 0): the wall clock drives
+    call time, so a caller's hangup can land while the server is idle (unsolicited ``HANGUP``). ``sounds_dir``: prompts that exist (``<name>.wav|.sln|.gsm|.ulaw|.alaw``);
     ``None`` = every prompt exists and lasts ``default_sound_s``. ``spool_dir``: MixMonitor files.
     ``record_dir``: base of relative RECORD FILE paths (default: sounds_dir or the working directory).
     """
 
     time_scale: float = 0.0
+    count_idle_time: bool = False       # with time_scale > 0: server idle time counts as call time (wall clock)
     sounds_dir: Path | None = None
     default_sound_s: float = 2.0
     sound_seconds: Mapping[str, float] = field(default_factory=dict)

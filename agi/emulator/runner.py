@@ -7,7 +7,7 @@ import socket
 from dataclasses import replace
 from typing import Sequence
 
-from agi.emulator.call import EmulatedCall
+from agi.emulator.call import AgentConnector, EmulatedCall
 from agi.emulator.model import CallReport, CallSpec, EmulatorConfig
 
 DEFAULT_CONFIG = EmulatorConfig()
@@ -23,14 +23,18 @@ async def run_call(host: str, port: int, spec: CallSpec | None = None, config: E
     spec = replace(spec or CallSpec(), host=host, port=port)
 
     async def connector(agent_spec: CallSpec) -> CallReport:
-        return await run_call(host, port, agent_spec, config, connect_timeout_s)
+        return await _connect_and_run(host, port, agent_spec, config, connect_timeout_s, None)  # no nested gosubs
 
+    return await _connect_and_run(host, port, spec, config, connect_timeout_s, connector)
+
+
+async def _connect_and_run(host: str, port: int, spec: CallSpec, config: EmulatorConfig, connect_timeout_s: float,
+                           connector: "AgentConnector | None") -> CallReport:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), connect_timeout_s)
     sock = writer.get_extra_info("socket")
     if sock is not None and config.tcp_nodelay:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    call = EmulatedCall(reader, writer, spec, config, agent_connector=connector)
-    return await call.run()
+    return await EmulatedCall(reader, writer, spec, config, agent_connector=connector).run()
 
 
 async def run_calls(host: str, port: int, specs: Sequence[CallSpec], config: EmulatorConfig = DEFAULT_CONFIG,

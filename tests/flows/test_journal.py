@@ -223,4 +223,5 @@ def test_journal_sustains_200_calls_per_second(tmp_path, shipped_flows, engine_c
     rate = n_calls / elapsed
     journal.close()
     assert len(done) == n_calls
+    print(f"journal: {rate:.0f} calls/s, {journal.entries} entries, {journal.fsyncs} fsyncs")
     assert rate >= 200, f"{rate:.0f} calls/s ({journal.entries} entries, {journal.fsyncs} fsyncs)"

@@ -25,7 +25,8 @@ from sqlalchemy import select
 
 from store.db import Database
 from store.kpi import KpiCounts, KpiError, KpiParams, compute, figures, tally
-from store.kpi_query import CallbackNotRequired, kpi_series, list_callbacks, mark_called_back, period_counts
+from store.kpi_query import (CallbackNotRequired, kpi_series, list_callbacks, mark_called_back, period_counts,
+                             slot_seconds)
 from store.models import Call
 from store.records import RecordNotFound
 
@@ -176,6 +177,15 @@ def test_sql_agrees_with_pure(db: Database) -> None:
     assert sql_part.total.counts == pure_part.total.counts
     assert sql_part.total.counts.offered == 5      # Q2 Q3 T1 V1 A5
     assert [b.counts for b in sql_part.buckets] == [b.counts for b in pure_part.buckets]
+    # a zone with a half-hour offset: 15-minute slots, local hours start at :30 UTC
+    assert slot_seconds("Asia/Shanghai", DAY_START, DAY_END) == 3600
+    assert slot_seconds("Asia/Kolkata", DAY_START, DAY_END) == 900
+    with db.session() as s:
+        sql_in = kpi_series(s, DAY_START, DAY_END, PARAMS, bucket="hour", tz="Asia/Kolkata")
+    pure_in = compute(stored, PARAMS, DAY_START, DAY_END, bucket="hour", tz="Asia/Kolkata")
+    assert len(sql_in.buckets) == 25 and sql_in.buckets[1].start.astimezone(timezone.utc).minute == 30
+    assert [b.counts for b in sql_in.buckets] == [b.counts for b in pure_in.buckets]
+    assert sql_in.total.counts == sql_day.total.counts
 
 
 def test_callbacks_list_and_mark(db: Database) -> None:

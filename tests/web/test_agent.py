@@ -9,6 +9,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from store.models import AgentEvent, Recording, Transcript
+from web.agent import HUB_KEY
 from web.access import call_scope, can_edit_ticket, can_view_call, visible_record
 from web.state import CurrentUser
 
@@ -21,6 +22,15 @@ def _insert_event(db, **fields) -> int:
         s.add(ev)
         s.flush()
         return ev.id
+
+
+async def _poller_passed(app, event_id: int) -> None:
+    """Wait until the poller has moved past ``event_id`` (events up to it count as history)."""
+    for _ in range(200):
+        if app[HUB_KEY].last_event_id >= event_id:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the agent-event poller did not advance")
 
 
 async def _receive(ws, timeout: float = WS_TIMEOUT) -> dict:
@@ -101,11 +111,12 @@ async def test_transcript_ready_before_the_record_names_the_agent(client_for, ma
     await ws.close()
 
 
-async def test_reconnecting_console_gets_the_open_pop_again(client_for, make_call, db) -> None:
+async def test_reconnecting_console_gets_the_open_pop_again(client_for, make_call, db, web_app) -> None:
     agent = await client_for("agent")
     call = make_call(agent_id=agent.user.agent_id)  # state open: the call is going on
-    _insert_event(db, agent_id=agent.user.agent_id, call_id=call["id"], kind="screen_pop",
-                  payload={"record_id": call["record_id"], "ivr_path": ["queue"]})
+    event_id = _insert_event(db, agent_id=agent.user.agent_id, call_id=call["id"], kind="screen_pop",
+                             payload={"record_id": call["record_id"], "ivr_path": ["queue"]})
+    await _poller_passed(web_app, event_id)
     ws = await agent.ws_connect()
     assert (await _receive(ws))["type"] == "hello"
     msg = await _receive(ws)
@@ -113,11 +124,12 @@ async def test_reconnecting_console_gets_the_open_pop_again(client_for, make_cal
     await ws.close()
 
 
-async def test_old_events_are_not_replayed_to_new_consoles(client_for, make_call, db) -> None:
+async def test_old_events_are_not_replayed_to_new_consoles(client_for, make_call, db, web_app) -> None:
     agent = await client_for("agent")
     done = make_call(agent_id=agent.user.agent_id, complete=True)
-    _insert_event(db, agent_id=agent.user.agent_id, call_id=done["id"], kind="screen_pop",
-                  payload={"record_id": done["record_id"]})
+    event_id = _insert_event(db, agent_id=agent.user.agent_id, call_id=done["id"], kind="screen_pop",
+                             payload={"record_id": done["record_id"]})
+    await _poller_passed(web_app, event_id)
     ws = await agent.ws_connect()
     assert (await _receive(ws))["type"] == "hello"
     with pytest.raises(asyncio.TimeoutError):

@@ -8,7 +8,7 @@ By hand: offered 5, answered 2, short 1 → eligible 4; 人工接通率 2/4 = 50
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 

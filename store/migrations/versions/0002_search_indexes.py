@@ -5,7 +5,8 @@ transcripts.id, ``calls_caller_fts`` keyed by calls.id), kept in sync by trigger
 column value plus one trailing space, so every 2-character substring starts some trigram; store.search
 finds 2-character terms (most Chinese words) through the trigram vocabulary (``*_fts_vocab``).
 
-PostgreSQL: ``pg_trgm`` GIN indexes on transcripts.text and calls.caller_number (LIKE '%…%').
+PostgreSQL: ``pg_trgm`` GIN indexes on transcripts.text and calls.caller_number (ILIKE '%…%', 3+ characters),
+and a GIN index on ``hotline_bigrams(text)`` for 2-character terms.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,6 +21,15 @@ revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
+
+# PostgreSQL: pg_trgm cannot serve a 2-character term (most Chinese words: 噪音, 停水), so transcripts also get a
+# GIN index over their distinct lower-cased character bigrams; store.search uses it for 2-character terms.
+PG_BIGRAMS = """
+CREATE OR REPLACE FUNCTION hotline_bigrams(t text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT coalesce(array_agg(DISTINCT lower(substr(t, i, 2))), '{}'::text[])
+   FROM generate_series(1, char_length(t) - 1) AS i $$
+"""
 
 # (fts table, source table, source column)
 SQLITE_FTS = (("transcripts_fts", "transcripts", "text"), ("calls_caller_fts", "calls", "caller_number"))
@@ -52,11 +62,15 @@ def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.execute("CREATE INDEX IF NOT EXISTS ix_transcripts_text_trgm ON transcripts USING gin (text gin_trgm_ops)")
     op.execute("CREATE INDEX IF NOT EXISTS ix_calls_caller_trgm ON calls USING gin (caller_number gin_trgm_ops)")
+    op.execute(PG_BIGRAMS)
+    op.execute("CREATE INDEX IF NOT EXISTS ix_transcripts_text_bigram ON transcripts USING gin (hotline_bigrams(text))")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _sqlite_downgrade()
         return
+    op.execute("DROP INDEX IF EXISTS ix_transcripts_text_bigram")
+    op.execute("DROP FUNCTION IF EXISTS hotline_bigrams(text)")
     op.execute("DROP INDEX IF EXISTS ix_calls_caller_trgm")
     op.execute("DROP INDEX IF EXISTS ix_transcripts_text_trgm")
