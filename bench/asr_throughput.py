@@ -143,20 +143,25 @@ _engine: TranscriptionEngine | None = None
 
 def _init_worker(info: ModelInfo, options: EngineOptions) -> None:
     global _engine
+    from config.log import configure_logging
+
+    configure_logging(json=True, level="WARNING")
     _engine = TranscriptionEngine(info, options)
 
 
-def _transcribe(call: Call) -> tuple[str, dict[str, Any], int]:
+def _transcribe(call: Call) -> tuple[str, dict[str, Any], int, int, float]:
     assert _engine is not None
     t = _engine.transcribe_legs(call.caller, call.agent)
-    return call.id, t.to_dict(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return call.id, t.to_dict(), os.getpid(), usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True)
 class RunResult:
     name: str
     wall_seconds: float
-    peak_rss_mb: float
+    cpu_seconds: float  # user + system of every process of the contender, start-up and model load included
+    peak_rss_mb: float  # the largest single process
     texts: dict[str, str]
 
 
@@ -166,13 +171,15 @@ def run_engine(mode: str, corpus: list[Call], info: ModelInfo, workers: int, chu
     started = time.perf_counter()
     texts: dict[str, str] = {}
     peak_kb = 0
+    cpu_by_pid: dict[int, float] = {}
     with ctx.Pool(workers, initializer=_init_worker, initargs=(info, options)) as pool:
-        for cid, data, rss_kb in pool.imap_unordered(_transcribe, sorted(corpus, key=lambda c: -c.seconds)):
+        for cid, data, pid, rss_kb, cpu in pool.imap_unordered(_transcribe, sorted(corpus, key=lambda c: -c.seconds)):
             turns = merge_conversation(Transcript.from_dict(data))
             texts[cid] = " ".join(t.text for t in turns)
             peak_kb = max(peak_kb, rss_kb)
+            cpu_by_pid[pid] = max(cpu_by_pid.get(pid, 0.0), cpu)
     wall = time.perf_counter() - started
-    return RunResult(f"engine/{mode}", wall, peak_kb / 1024, texts)
+    return RunResult(f"engine/{mode}", wall, sum(cpu_by_pid.values()), peak_kb / 1024, texts)
 
 
 # ---------------------------------------------------------------- vosk-transcriber
@@ -201,7 +208,7 @@ def run_vosk_transcriber(corpus: list[Call], model_path: Path, workdir: Path) ->
     for call in corpus:
         result = out_dir / f"{call.id}.txt"
         texts[call.id] = result.read_text(encoding="utf-8").replace("\n", " ") if result.exists() else ""
-    return RunResult("vosk-transcriber", wall, usage.ru_maxrss / 1024, texts)
+    return RunResult("vosk-transcriber", wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, texts)
 
 
 # ---------------------------------------------------------------- figures
@@ -243,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-seconds", type=float, default=EngineOptions().chunk_seconds)
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--repeat", type=int, default=1, help="run every contender this many times")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the corpus here (default: a temp dir)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = ap.parse_args(argv)
@@ -264,19 +272,28 @@ def main(argv: list[str] | None = None) -> int:
         audio_seconds = sum(c.seconds for c in corpus)
         w(f"corpus: {len(corpus)} calls, {audio_seconds:.1f} s of call recordings (8 kHz, two legs each), "
           f"made in {time.perf_counter() - t0:.1f} s; model {info.name}; {os.cpu_count()} cores\n")
-        runs = [run_vosk_transcriber(corpus, info.path, workdir)]
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            runs.append(run_engine(mode, corpus, info, args.workers, args.chunk_seconds))
-        base = audio_seconds / runs[0].wall_seconds
-        w(f"{'contender':<18} {'wall s':>8} {'rec s / wall s':>15} {'ratio':>6} {'peak RSS MB':>12} {'CER':>7}\n")
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         figures = []
-        for run in runs:
-            speed = audio_seconds / run.wall_seconds
-            row = {"name": run.name, "wall_seconds": round(run.wall_seconds, 2), "throughput": round(speed, 3),
-                   "ratio": round(speed / base, 3), "peak_rss_mb": round(run.peak_rss_mb, 1), "cer": round(cer(run, corpus), 4)}
-            figures.append(row)
-            w(f"{run.name:<18} {row['wall_seconds']:>8.2f} {speed:>15.2f} {row['ratio']:>6.2f} "
-              f"{row['peak_rss_mb']:>12.1f} {row['cer']:>7.3f}\n")
+        for rep in range(args.repeat):
+            runs = [run_vosk_transcriber(corpus, info.path, workdir)]
+            for mode in modes:
+                runs.append(run_engine(mode, corpus, info, args.workers, args.chunk_seconds))
+            base, base_cpu = audio_seconds / runs[0].wall_seconds, audio_seconds / runs[0].cpu_seconds
+            w(f"run {rep + 1}/{args.repeat}, load average before: {os.getloadavg()[0]:.1f}\n")
+            w(f"{'contender':<18} {'wall s':>8} {'rec s/wall s':>13} {'ratio':>6} {'cpu s':>8} {'rec s/cpu s':>12} "
+              f"{'ratio':>6} {'peak RSS MB':>12} {'CER':>7}\n")
+            for run in runs:
+                speed, cpu_speed = audio_seconds / run.wall_seconds, audio_seconds / run.cpu_seconds
+                row = {"repeat": rep + 1, "name": run.name, "wall_seconds": round(run.wall_seconds, 2),
+                       "throughput": round(speed, 3), "ratio": round(speed / base, 3),
+                       "cpu_seconds": round(run.cpu_seconds, 2), "cpu_throughput": round(cpu_speed, 3),
+                       "cpu_ratio": round(cpu_speed / base_cpu, 3), "peak_rss_mb": round(run.peak_rss_mb, 1),
+                       "cer": round(cer(run, corpus), 4)}
+                figures.append(row)
+                w(f"{run.name:<18} {row['wall_seconds']:>8.2f} {speed:>13.2f} {row['ratio']:>6.2f} "
+                  f"{row['cpu_seconds']:>8.2f} {cpu_speed:>12.2f} {row['cpu_ratio']:>6.2f} "
+                  f"{row['peak_rss_mb']:>12.1f} {row['cer']:>7.3f}\n")
+            sys.stdout.flush()
         lat = latency(info, workdir, args.latency_seconds)
         for mode, runs_s in lat.items():
             w(f"fast path {args.latency_seconds:.0f} s clip, model loaded, {mode} recognizer: "

@@ -59,8 +59,10 @@ def _apply(call: Call, changes: Mapping[str, Any]) -> None:
         setattr(call, key, value)
 
 
-def get_call(session: Session, record_id: str) -> Call:
-    call = session.scalar(select(Call).where(Call.record_id == record_id))
+def get_call(session: Session, record_id: str, for_update: bool = False) -> Call:
+    """The call row; ``for_update`` locks it (PostgreSQL) so concurrent writers see each other's changes."""
+    stmt = select(Call).where(Call.record_id == record_id)
+    call = session.scalar(stmt.with_for_update() if for_update else stmt)
     if call is None:
         raise RecordNotFound(record_id)
     return call
@@ -79,14 +81,14 @@ def open_call(session: Session, fields: Mapping[str, Any]) -> Call:
 
 
 def update_call(session: Session, record_id: str, changes: Mapping[str, Any]) -> Call:
-    call = get_call(session, record_id)
+    call = get_call(session, record_id, for_update=True)
     _apply(call, changes)
     return call
 
 
 def complete_call(session: Session, record_id: str, changes: Mapping[str, Any] | None = None) -> list[Problem]:
     """Apply the last changes, mark the record complete and store the validator's verdict (never drops it)."""
-    call = get_call(session, record_id)
+    call = get_call(session, record_id, for_update=True)
     if changes:
         _apply(call, changes)
     return revalidate(session, call)
@@ -103,7 +105,7 @@ def revalidate(session: Session, call: Call) -> list[Problem]:
 
 def save_snapshot(session: Session, snapshot: Mapping[str, Any], complete: bool) -> Call:
     """Idempotent upsert of a whole record (journal replay): same snapshot twice → same row."""
-    call = session.scalar(select(Call).where(Call.record_id == snapshot["record_id"]))
+    call = session.scalar(select(Call).where(Call.record_id == snapshot["record_id"]).with_for_update())
     if call is None:
         call = Call(record_id=snapshot["record_id"], ivr_path=[], problems=[])
         session.add(call)

@@ -38,10 +38,6 @@ REPLAY_WINDOW = timedelta(hours=1)
 WS_HEARTBEAT_SECONDS = 30.0
 
 
-class AgentConsoleError(Exception):
-    """Base of agent console errors."""
-
-
 class NotAnAgent(Forbidden):
     message = "坐席工作台需要坐席工号，请联系管理员"
 
