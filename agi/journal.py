@@ -261,6 +261,7 @@ class JournalApplier:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._paused = threading.Event()
+        self._step_lock = threading.Lock()
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
         self.applied = 0
@@ -281,8 +282,11 @@ class JournalApplier:
             self._thread.join(timeout=30)
 
     def pause(self) -> None:
-        """Stop applying (tests, maintenance); entries keep accumulating in the journal."""
+        """Stop applying (tests, maintenance); entries keep accumulating in the journal. Returns once any
+        batch in progress has finished."""
         self._paused.set()
+        with self._step_lock:
+            pass
 
     def resume(self) -> None:
         self._paused.clear()
@@ -351,7 +355,8 @@ class JournalApplier:
                 self._wake.clear()
                 continue
             try:
-                n = self.step()
+                with self._step_lock:
+                    n = 0 if self._paused.is_set() else self.step()
             except Exception as exc:  # noqa: BLE001 - store down: keep the entries, retry later
                 self.failures += 1
                 self.store_up = False

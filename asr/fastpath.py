@@ -21,7 +21,7 @@ from store.models import Job, Recording
 
 log = get_logger(__name__)
 
-FAST_PATH_PRIORITY = 100
+FAST_PATH_PRIORITY = jobs.FAST_PATH_PRIORITY   # defined in store so recorder/agi can enqueue without asr
 
 
 class Waker(Protocol):

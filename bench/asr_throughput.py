@@ -15,9 +15,11 @@ Contenders, same model, same cores, one run:
                      each loading the model once. Modes: ``fresh`` = a new KaldiRecognizer per channel;
                      ``reuse`` = one recognizer per worker, Reset() between channels (what asr/worker.py uses)
 
-Figures: call-recording seconds per wall second (start-up and model load included for everyone),
-ratio to vosk-transcriber, peak RSS per process, CER against the known sentences (spaces and punctuation
-ignored). Also the fast-path latency: a 10 s caller clip with an already-loaded model.
+Figures: call-recording seconds per wall second (start-up and model load included for everyone) and
+per CPU second (user + system of all the contender's processes: the fair figure when other work shares
+the machine), ratios to vosk-transcriber, peak RSS of the largest process, CER against the known
+sentences (spaces and punctuation ignored). Also the fast-path latency: a 10 s caller clip with an
+already-loaded model, fresh and reused recognizer.
 """
 
 from __future__ import annotations

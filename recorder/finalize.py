@@ -51,6 +51,7 @@ from recorder.errors import ArchiveMismatch, CallNotComplete, RecordingNotFound,
 from recorder.spool import SpoolSet, discover, newest_mtime, spool_linkedids
 from store.appendix_c import OUTCOME_ANSWERED
 from store.db import Database
+from store.jobs import FAST_PATH_PRIORITY, enqueue
 from store.models import Call, Job, Recording, utcnow
 from store.records import get_call, revalidate
 
@@ -62,7 +63,8 @@ PENDING = "pending"
 # Legs may differ by a frame or two at hangup; more than this is a broken recording.
 LEG_LENGTH_TOLERANCE_SECONDS = 0.1
 # Job priority, higher first: an IVR description clip is needed while the agent is on the call.
-TRANSCRIBE_PRIORITY: dict[str, int] = {"call": 0, "voicemail": 0, "ivr_clip": 10}
+# IVR description clips take the workers' fast path: the agent is waiting for their transcript.
+TRANSCRIBE_PRIORITY: dict[str, int] = {"call": 0, "voicemail": 0, "ivr_clip": FAST_PATH_PRIORITY}
 DEFAULT_SETTLE_SECONDS = 30.0
 
 
@@ -324,12 +326,9 @@ def _archive_call(db: Database, settings: Settings, record_id: str, started_at: 
 
 
 def _enqueue(s: Session, settings: Settings, row: Recording) -> Job:
-    job = Job(kind="transcribe", recording_id=row.id, call_id=row.call_id, priority=TRANSCRIBE_PRIORITY.get(row.kind, 0),
-              max_attempts=settings.asr.max_attempts,
-              payload={"record_id": row.record_id, "kind": row.kind, "uri": row.uri, "channels": row.channels})
-    s.add(job)
-    s.flush()
-    return job
+    return enqueue(s, recording_id=row.id, call_id=row.call_id, priority=TRANSCRIBE_PRIORITY.get(row.kind, 0),
+                   max_attempts=settings.asr.max_attempts,
+                   payload={"record_id": row.record_id, "kind": row.kind, "uri": row.uri, "channels": row.channels})
 
 
 # ---------------------------------------------------------------- clips (IVR description, voicemail)

@@ -37,6 +37,8 @@ from store.models import Job, utcnow
 
 NOTIFY_CHANNEL = "hotline_jobs"
 TRANSCRIBE = "transcribe"
+# Jobs at or above this priority take the fast path (IVR description clips): a reserved worker takes them.
+FAST_PATH_PRIORITY = 100
 MAX_ERROR_CHARS = 4000
 # Back-off never grows beyond this, whatever the attempt count.
 MAX_BACKOFF_SECONDS = 3600.0
@@ -272,7 +274,7 @@ def get_job(db: Database, job_id: int) -> Job | None:
 
 
 __all__ = [
-    "NOTIFY_CHANNEL", "TRANSCRIBE", "QUEUED", "RUNNING", "DONE", "FAILED",
+    "NOTIFY_CHANNEL", "TRANSCRIBE", "FAST_PATH_PRIORITY", "QUEUED", "RUNNING", "DONE", "FAILED",
     "JobError", "LeaseLost", "ClaimedJob", "FailOutcome", "JobStats",
     "backoff_seconds", "enqueue", "has_runnable", "claim", "reclaim_expired", "heartbeat", "complete", "fail", "release",
     "stats", "get_job",

@@ -6,12 +6,13 @@ Results are calls newest first (``call_start_at`` desc, ``id`` desc); the cursor
 Substring terms use the indexes of migration 0002:
 
 * SQLite: contentless FTS5 ``trigram`` tables. A term of 3+ characters is a phrase MATCH (exact
-  substring, ASCII case folded). A 2-character term (most Chinese words) is an OR of the trigram
-  vocabulary entries starting with it (the indexed text ends in a space, so every 2-character substring
-  starts some trigram). A 1-character term falls back to ``LIKE`` in time order.
-* PostgreSQL: ``ILIKE '%term%'`` served by the ``pg_trgm`` GIN indexes (3+ characters); a 2-character
-  transcript term uses the ``hotline_bigrams(text)`` GIN index; 1-character terms (and 1–2 digit caller
-  fragments, which match most numbers) scan in time order and stop at the page size.
+  substring, ASCII case folded). A 1- or 2-character term (most Chinese words have 2) is an OR of the
+  trigram vocabulary entries starting with it (the indexed text ends in two spaces, so every short
+  substring starts some trigram); when that OR would be too long (a very common character), the term
+  matches so many rows that ``LIKE`` in time order finds a page at once.
+* PostgreSQL: ``ILIKE '%term%'`` served by the ``pg_trgm`` GIN indexes (3+ characters); a 1- or
+  2-character transcript term uses the ``hotline_short_grams(text)`` GIN index; 1–2 digit caller
+  fragments match most numbers and scan in time order, stopping at the page size.
 
 When a substring matches few rows, the query starts from the matching ids and sorts them; when it matches
 many, it walks the time index and probes membership (stopping after one page). The choice is made by a
@@ -39,7 +40,7 @@ from store.models import Call, Transcript
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 DENSE_MATCHES = 5_000          # more matches than this: walk the time index instead of sorting the matches
-MAX_VOCAB_TERMS = 2_000        # 2-character terms: at most this many trigrams in the OR
+MAX_VOCAB_TERMS = 2_000        # 1-2 character terms: at most this many trigrams in the OR
 _MAX_CHAR = "\U0010ffff"
 
 
@@ -127,7 +128,7 @@ def _sqlite_match(session: Session, fts: str, term: str) -> str | None:
     """The FTS5 MATCH expression for ``term`` ("" : nothing can match; None: the index cannot answer)."""
     if len(term) >= 3:
         return _fts_phrase(term)
-    if len(term) == 2:
+    if len(term) in (1, 2):
         lo = term.lower()
         terms = session.execute(
             text(f"SELECT term FROM {fts}_vocab WHERE term >= :lo AND term <= :hi LIMIT :n"),
@@ -172,9 +173,9 @@ def _text_condition(session: Session, dialect: str, term: str) -> _Substring:
             session, "transcripts_fts", term,
             "SELECT t.call_id AS cid FROM transcripts AS t WHERE t.id IN "
             "(SELECT rowid FROM transcripts_fts WHERE transcripts_fts MATCH :q)", predicate)
-    if len(term) == 2:   # the bigram GIN index of migration 0002; ILIKE keeps the match exact
-        bigram = func.hotline_bigrams(Transcript.text).op("@>")(cast(pg_array([term.lower()]), PG_ARRAY(Text)))
-        return _Substring(exists().where(Transcript.call_id == Call.id, bigram, _contains(Transcript.text, term, dialect)))
+    if len(term) <= 2:   # the short-gram GIN index of migration 0002; ILIKE keeps the match exact
+        grams = func.hotline_short_grams(Transcript.text).op("@>")(cast(pg_array([term.lower()]), PG_ARRAY(Text)))
+        return _Substring(exists().where(Transcript.call_id == Call.id, grams, _contains(Transcript.text, term, dialect)))
     return _Substring(predicate)   # pg_trgm GIN serves ILIKE '%term%' (3+ characters)
 
 

@@ -16,6 +16,7 @@ from config import Settings
 from recorder.archive import sha256_file
 from recorder.errors import CallNotComplete
 from recorder.finalize import finalize_call_recording, finalize_pending, finalize_record
+from store.jobs import FAST_PATH_PRIORITY
 from store.db import Database
 from store.models import Call, Job, Recording
 from store.records import get_call
@@ -299,7 +300,7 @@ def test_ivr_clip_and_voicemail(db: Database, settings: Settings, dirs: Dirs) ->
     assert np.array_equal(data, clip) and sha256_file(dirs.archive / ok.uri) == ok.sha256
     with db.session() as s:
         job = s.get(Job, ok.job_id)
-        assert job is not None and job.priority == 10 and job.recording_id == ok_id
+        assert job is not None and job.priority == FAST_PATH_PRIORITY and job.recording_id == ok_id
     assert (bad.recording_id, bad.status) == (bad_id, "quarantined") and "truncated" in (bad.reason or "")
     assert (dirs.quarantine / LID / f"{LID}-vm.wav").read_bytes() == b"RIFF"
     assert list(dirs.spool.iterdir()) == []

@@ -92,6 +92,8 @@ def test_transcript_substring(seeded: Database) -> None:
     assert ids(seeded, text="派单") == ["c3"]                # end of the agent channel
     assert ids(seeded, text="您好") == ["c2", "c1"]
     assert ids(seeded, text="停") == ["c3"]                  # 1 character
+    assert ids(seeded, text="了") == ["c3"]                  # 1 character, last of its text
+    assert ids(seeded, text="好") == ["c6", "c2", "c1"]   # 您好, 您好, 好的
     assert ids(seeded, text="noise") == ["c5"]
     assert ids(seeded, text="停水 三天") == []               # whitespace is part of the term
     assert ids(seeded, text="水三天") == ["c3"]
