@@ -17,8 +17,9 @@ bootstrap: $(STAMP)
 system-deps:
 	bash .ci/system-deps.sh
 
-run: bootstrap
+run: bootstrap system-deps
 	$(BIN)/hotline db upgrade
+	$(BIN)/hotline prompts build
 	$(BIN)/hotline serve
 
 test: bootstrap system-deps

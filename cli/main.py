@@ -16,6 +16,7 @@ from config.log import configure_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cli.config_cmd",
+    "cli.serve",
     "cli.simulate",
     "cli.users",
     "cli.recordings",

@@ -119,6 +119,6 @@ def ensure_admin(db: Database) -> str | None:
     with db.write() as session:
         password = ensure_first_admin(session)
     if password is not None:
-        log.warning("first_admin_created", username="admin", password=password,
-                    hint="一次性初始密码：请立即登录并妥善保管")
+        # The password itself is shown once by the caller (`hotline serve`), never written to the log.
+        log.warning("first_admin_created", username="admin")
     return password
