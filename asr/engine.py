@@ -2,7 +2,10 @@
 
 A worker process builds one :class:`TranscriptionEngine` (the model loads once per process) and calls
 :meth:`TranscriptionEngine.transcribe_file` / :meth:`~TranscriptionEngine.transcribe_legs` for each job.
-An engine is not thread-safe: use one per thread or process.
+An engine is not thread-safe: use one per thread or process. Long-lived workers should pass
+``EngineOptions(reuse_recognizer=True)``: a fresh KaldiRecognizer re-expands the lookahead decoding graph
+(measured on vosk-model-small-ko: about 3 s of CPU per recognizer, i.e. per channel), which costs more
+than decoding a short call; bench/asr_throughput.py measures both.
 
 Per channel: gate the silence out (the other party's turns, hold), resample the voiced stream to the
 model's rate in-process (vosk 0.3.45 refuses to upsample for most models), decode it with one
@@ -104,6 +107,8 @@ class TranscriptionEngine:
             parts = [self.transcribe_samples(audio.mixdown(), audio.sample_rate, channel=0,
                                              speaker=SPEAKER_MIXED, source=audio.source)]
         elif channels == "split":
+            if audio.channels > len(CHANNEL_SPEAKERS):
+                raise ValueError(f"split mode takes mono or stereo audio, got {audio.channels} channels")
             parts = [self.transcribe_samples(audio.channel(i), audio.sample_rate, channel=i,
                                              speaker=CHANNEL_SPEAKERS[i], source=audio.source)
                      for i in range(audio.channels)]
@@ -172,10 +177,14 @@ class TranscriptionEngine:
                 results.append(words)
 
         view = memoryview(pcm)
-        for pos in range(0, len(view), chunk):
-            if rec.AcceptWaveform(bytes(view[pos:pos + chunk])):
-                collect(rec.Result())
-        collect(rec.FinalResult())
+        try:
+            for pos in range(0, len(view), chunk):
+                if rec.AcceptWaveform(bytes(view[pos:pos + chunk])):
+                    collect(rec.Result())
+            collect(rec.FinalResult())
+        except BaseException:
+            self._recognizer = None  # its timeline offset is unknown now; the next channel gets a new one
+            raise
         if self.options.reuse_recognizer:
             self._fed_samples += len(pcm) // 2
         return results

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -686,7 +685,7 @@ class EmulatedCall:
             uniqueid=f"{self.uniqueid.split('.')[0]}.{seq}", linkedid=self.linkedid,
             callerid=self.callerid["num"] or None, calleridname=self.callerid["name"] or None,
             context=context, extension="s", priority=1, language=self.spec.language, answered=True,
-            caller=replace(CallerScript()),
+            caller=CallerScript(),
         )
         if self.agent_connector is None:  # pragma: no cover - guarded by the caller
             return None
