@@ -159,8 +159,11 @@ class EmulatorConfig:
     spool_dir: Path | None = None
     record_dir: Path | None = None
     subroutines: Mapping[str, GosubTarget] = field(default_factory=dict)
-    gosub_scripts: Mapping[str, str] = field(default_factory=lambda: {"agent-connect": "agent-connect"})
-    agent_context: str = "agents"
+    # Defaults follow asterisk-conf/: Queue's gosub context `hotline-agent-connect` runs AGI(.../agent-connect),
+    # members are Local/<agent>@hotline-agents/n.
+    gosub_scripts: Mapping[str, str] = field(default_factory=lambda: {"hotline-agent-connect": "agent-connect",
+                                                                      "agent-connect": "agent-connect"})
+    agent_context: str = "hotline-agents"
     answer_delay_s: float = 0.5
     say_digit_s: float = 0.8125
     say_number_word_s: float = 0.85
