@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.engine import TranscriptionEngine
+from asr.engine import EngineOptions, TranscriptionEngine
 from config import load_settings
 
 CALLER_SENTENCES = ("도로에 물이 새고 있어요", "버스가 너무 늦게 와요")
@@ -102,8 +102,9 @@ def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def engine() -> TranscriptionEngine:
-    """The real Vosk engine with the installed test model (settings defaults, no site overrides)."""
-    return TranscriptionEngine.from_settings(load_settings(environ={}))
+    """The real Vosk engine with the installed test model (settings defaults, no site overrides),
+    configured like the worker and the CLI: one recognizer reused across files and channels."""
+    return TranscriptionEngine.from_settings(load_settings(environ={}), EngineOptions(reuse_recognizer=True))
 
 
 @pytest.fixture(scope="session")
