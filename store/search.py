@@ -231,6 +231,10 @@ def search_calls(session: Session, q: CallSearch, scope: ColumnElement[bool] | N
     q = q.normalized()
     if q.start is not None and q.end is not None and q.end <= q.start:
         raise SearchError("结束时间必须晚于开始时间")
+    if session.get_bind().dialect.name == "postgresql":
+        # psycopg prepares a statement after 5 runs and PostgreSQL may then reuse a generic plan, blind to the
+        # term: a common 2-character word planned as a rare one took 3.5 s instead of 25 ms at 1M calls.
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     rows = list(session.scalars(build_query(session, q, scope)))
     nxt = None
     if len(rows) > q.limit:
