@@ -13,6 +13,9 @@ A handler is ``handler(agi, request)``; it runs the flow over the channel and re
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, MutableMapping
@@ -22,7 +25,7 @@ from agi.channel import Channel
 from agi.engine import EngineConfig, FlowRun
 from agi.flowdef import Flow, load_flows
 from agi.hours import BusinessHours
-from agi.journal import Journal, JournalApplier
+from agi.journal import Journal, JournalApplier, JournalError
 from agi.prompts import check_prompts
 from config import Settings
 from config.log import get_logger, unbind_call
@@ -74,14 +77,14 @@ class FlowRuntime:
 
     @classmethod
     def start(cls, settings: Settings, database: Database | None = None, check_sounds: bool = True,
-              start_applier: bool = True) -> "FlowRuntime":
+              start_applier: bool = True, journal_dir: str | Path | None = None) -> "FlowRuntime":
         flows = load_flows(settings.agi.flows_dir)
         if check_sounds:
             missing = check_prompts(flows, settings.agi.sounds_dir)
             if missing:
                 raise MissingPrompts(missing, settings.agi.sounds_dir)
         db = database or open_database(settings.database.url, settings.database.echo)
-        journal = Journal(settings.agi.journal_dir)
+        journal = Journal(journal_dir or settings.agi.journal_dir)
         tz = settings.general.timezone
         applier = JournalApplier(journal, lambda entries: apply_entries(db, entries, tz))
         clip_dir = str(Path(settings.recordings.spool_dir).resolve() / "ivr")
@@ -111,11 +114,13 @@ class FlowRuntime:
         for name in self.flows:
             registry[name] = self.handler(name)
 
-    def stop(self) -> None:
-        self.applier.drain(timeout=5.0)
+    def stop(self) -> bool:
+        """Apply what is journaled (up to 5 s), then stop. True when nothing was left unapplied."""
+        drained = self.applier.drain(timeout=5.0) and not self.applier.deferred
         self.applier.stop()
         self.journal.close()
         self.services.close()
+        return drained
 
 
 __all__ = ["FlowRuntime", "MissingPrompts", "engine_config", "request_args"]
@@ -129,15 +134,62 @@ _lazy_lock = __import__("threading").Lock()
 _lazy_runtime: FlowRuntime | None = None
 
 
+PROCESS_JOURNALS = "proc"
+
+
+def process_journal_dir(journal_dir: str | Path, pid: int | None = None) -> Path:
+    """Process AGI runs one Python process per call, so each keeps its own journal directory."""
+    return Path(journal_dir) / PROCESS_JOURNALS / str(pid if pid is not None else os.getpid())
+
+
+def adopt_orphan_journals(settings: Settings, database: Database) -> int:
+    """Apply and remove the journals left by process-AGI calls that ended before the store took their records
+    (database down, process killed). A directory still locked by a live process is skipped. Returns the
+    number of directories emptied."""
+    root = Path(settings.agi.journal_dir) / PROCESS_JOURNALS
+    emptied = 0
+    for directory in sorted(root.glob("*")) if root.is_dir() else ():
+        if directory == process_journal_dir(settings.agi.journal_dir):
+            continue
+        try:
+            journal = Journal(directory)
+        except JournalError:
+            continue  # its process is still running the call
+        applier = JournalApplier(journal, lambda entries: apply_entries(database, entries, settings.general.timezone))
+        applier.start()
+        done = applier.drain(timeout=5.0) and not applier.deferred
+        applier.stop()
+        journal.close()
+        if done:
+            shutil.rmtree(directory, ignore_errors=True)
+            emptied += 1
+        else:
+            log.warning("orphan_journal_kept", directory=str(directory), error=applier.last_error)
+    return emptied
+
+
+def _stop_process_runtime(runtime: FlowRuntime, directory: Path) -> None:
+    if runtime.stop():
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        log.warning("process_journal_kept", directory=str(directory), error=runtime.applier.last_error)
+
+
 def default_runtime() -> FlowRuntime:
+    """The runtime of a process-AGI call (`hotline-agi <flow>`): its own journal directory, removed once applied;
+    journals of earlier processes that could not reach the store are adopted after the call starts."""
     global _lazy_runtime
     with _lazy_lock:
         if _lazy_runtime is None:
             import atexit
 
             from config import load_settings
-            _lazy_runtime = FlowRuntime.start(load_settings(), check_sounds=False)
-            atexit.register(_lazy_runtime.stop)
+            settings = load_settings()
+            directory = process_journal_dir(settings.agi.journal_dir)
+            runtime = FlowRuntime.start(settings, check_sounds=False, journal_dir=directory)
+            atexit.register(_stop_process_runtime, runtime, directory)
+            atexit.register(adopt_orphan_journals, settings, runtime.database)
+            _lazy_runtime = runtime
         return _lazy_runtime
 
 

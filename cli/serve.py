@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from aiohttp import web
 
 from agi.flowdef import FlowError
-from agi.flows import FlowRuntime, MissingPrompts
+from agi.flows import FlowRuntime, MissingPrompts, adopt_orphan_journals
 from agi.process_agi import FLOW_HANDLERS, resolve_handler
 from agi.server import options_from_settings, start_server_async
 from asr.pool import PoolConfig, WorkerPool
@@ -87,6 +87,9 @@ async def _serve(args: argparse.Namespace, settings: Settings, db: Database) -> 
             runtime = await loop.run_in_executor(None, lambda: FlowRuntime.start(settings, database=db))
             stack.callback(runtime.stop)
             runtime.install(FLOW_HANDLERS)
+            adopted = await loop.run_in_executor(None, adopt_orphan_journals, settings, db)
+            if adopted:
+                log.info("process_agi_journals_adopted", count=adopted)
             server = await start_server_async(resolve=resolve_handler, options=options_from_settings(settings.agi))
             stack.push_async_callback(server.stop_async)
 
