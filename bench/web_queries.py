@@ -159,10 +159,12 @@ def load_postgres(db: Database, g: Generated) -> None:
         for table in ("calls", "recordings", "transcripts"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         raw.commit()
-        cur.execute("COMMIT")
-        raw.driver_connection.autocommit = True
-        cur = raw.cursor()
-        cur.execute("VACUUM ANALYZE")
+        driver = raw.driver_connection
+        driver.autocommit = True          # VACUUM cannot run inside a transaction
+        try:
+            driver.execute("VACUUM ANALYZE")
+        finally:
+            driver.autocommit = False     # the pooled connection goes back transactional
     finally:
         raw.close()
 
@@ -203,9 +205,20 @@ def query_kinds(g: Generated, rnd: random.Random) -> Iterator[tuple[str, Callabl
     yield "caller 4 + text", lambda: CallSearch(caller=rnd.choice(g.numbers)[-4:], text="噪音")
 
 
+class Results(list[tuple[str, float, float, int]]):
+    """Timing rows, each printed as soon as it is measured."""
+
+    def append(self, row: tuple[str, float, float, int]) -> None:
+        super().append(row)
+        name, p50, p95, rows = row
+        flag = "  > 300 ms" if name.startswith("search") and p95 > 300 else ""
+        out(f"{name:38s} {p50:8.1f} {p95:8.1f} {rows:6d}{flag}")
+
+
 def bench(db: Database, g: Generated, runs: int) -> list[tuple[str, float, float, int]]:
     rnd = random.Random(7)
-    results = []
+    results = Results()
+    out(f"{'query':38s} {'p50 ms':>8s} {'p95 ms':>8s} {'rows':>6s}")
     params = KpiParams()
     with db.session() as s:
         for name, make in query_kinds(g, rnd):
@@ -238,11 +251,8 @@ def bench(db: Database, g: Generated, runs: int) -> list[tuple[str, float, float
 
 
 def report(backend: str, n: int, load_s: float, results: list[tuple[str, float, float, int]]) -> None:
-    out(f"\n## {backend}: {n:,} calls (load {load_s:.0f} s)")
-    out(f"{'query':38s} {'p50 ms':>8s} {'p95 ms':>8s} {'rows':>6s}")
-    for name, p50, p95, rows in results:
-        flag = "  > 300 ms" if name.startswith("search") and p95 > 300 else ""
-        out(f"{name:38s} {p50:8.1f} {p95:8.1f} {rows:6d}{flag}")
+    searches = [p95 for name, _p50, p95, _rows in results if name.startswith("search")]
+    out(f"worst search p95 {max(searches):.1f} ms ({'meets' if max(searches) < 300 else 'MISSES'} the 300 ms target)")
 
 
 def run_sqlite(g: Generated, n: int, runs: int, workdir: Path) -> None:
@@ -251,7 +261,8 @@ def run_sqlite(g: Generated, n: int, runs: int, workdir: Path) -> None:
     t0 = time.perf_counter()
     load_sqlite(db, g)
     load_s = time.perf_counter() - t0
-    report("SQLite " + db.engine.dialect.dbapi.sqlite_version, n, load_s, bench(db, g, runs))  # type: ignore[union-attr]
+    out(f"\n## SQLite {db.engine.dialect.dbapi.sqlite_version}: {n:,} calls (load {load_s:.0f} s)")  # type: ignore[union-attr]
+    report("SQLite", n, load_s, bench(db, g, runs))
     db.dispose()
 
 
@@ -268,7 +279,8 @@ def run_postgres(g: Generated, n: int, runs: int, admin_url: str) -> None:
         load_s = time.perf_counter() - t0
         with db.engine.connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar_one()
-        report(f"PostgreSQL {version}", n, load_s, bench(db, g, runs))
+        out(f"\n## PostgreSQL {version}: {n:,} calls (load {load_s:.0f} s)")
+        report("PostgreSQL", n, load_s, bench(db, g, runs))
         db.dispose()
     finally:
         with admin.connect() as conn:
