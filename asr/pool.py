@@ -83,6 +83,9 @@ class Slot:
     config: WorkerConfig
     process: Any = None
     ready: Any = None         # set by the worker once its model is loaded
+    # One stop event per process: a multiprocessing.Event whose waiter was SIGKILLed blocks the next set()
+    # forever (its condition waits for the dead sleeper to acknowledge), so a crashed worker's event is dropped.
+    stop: Any = None
     starts: int = 0
     crashes: int = 0          # consecutive crashes (reset by a clean recycle)
     recycles: int = 0
@@ -111,7 +114,6 @@ class WorkerPool:
         if self.config.processes + self.config.fast_path_workers < 1:
             raise PoolError("the pool needs at least one worker")
         self._ctx = multiprocessing.get_context("spawn")
-        self._stop_event = self._ctx.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
 
@@ -134,10 +136,12 @@ class WorkerPool:
         then SIGKILL whatever is left. Blocks until every process is gone."""
         grace = self.config.stop_grace_seconds if timeout is None else timeout
         self._stopping = True
-        self._stop_event.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        for slot in self._slots:
+            if slot.process is not None and slot.process.is_alive() and slot.stop is not None:
+                slot.stop.set()
         procs = [s.process for s in self._slots if s.process is not None]
         _join_all(procs, grace)
         for p in procs:
@@ -196,7 +200,8 @@ class WorkerPool:
 
     def _spawn(self, slot: Slot) -> None:
         slot.ready = self._ctx.Event()
-        proc = self._ctx.Process(target=process_target, args=(slot.config, self._stop_event, slot.ready),
+        slot.stop = self._ctx.Event()
+        proc = self._ctx.Process(target=process_target, args=(slot.config, slot.stop, slot.ready),
                                  name=slot.config.name, daemon=False)
         proc.start()
         slot.process = proc
