@@ -198,8 +198,10 @@ def test_graceful_stop_drops_sessions_after_the_grace_period(agi_server: Callabl
     server = agi_server(handler)
     host, port = server.address
     result: list = []
+    # Daemon: the emulated caller keeps "waiting" in WAIT FOR DIGIT -1 (real time) after the server cut it;
+    # it must not keep the test process alive.
     t = threading.Thread(target=lambda: result.append(asyncio.run(run_call(
-        host, port, CallSpec(), EmulatorConfig(time_scale=1.0)))))
+        host, port, CallSpec(), EmulatorConfig(time_scale=1.0)))), daemon=True)
     t.start()
     assert wait_until(lambda: server.active_sessions == 1)
     time.sleep(0.1)
