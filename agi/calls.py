@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
@@ -38,7 +39,7 @@ from config.log import get_logger
 from store.db import Database
 from store.masking import mask_number
 from store.models import AgentEvent, Call, Job, Recording, Transcript
-from store.records import revalidate, save_snapshot
+from store.records import apply_changes, judge, lock_calls, save_snapshots
 from store.tickets import allocate_ticket_no
 from store.validation import Problem
 
@@ -61,7 +62,7 @@ class CallRecords:
         self.journal = journal
         self._lock = threading.Lock()
         self._state: dict[str, dict[str, Any]] = {}
-        self._closed_at: dict[str, float] = {}
+        self._closed_at: OrderedDict[str, float] = OrderedDict()     # oldest closing first
 
     def _append(self, entry: dict[str, Any], durable: bool) -> None:
         entry.setdefault("at", datetime.now(timezone.utc).isoformat())
@@ -94,6 +95,7 @@ class CallRecords:
             self._merge(record_id, changes)
             self._state[record_id]["_complete"] = True
             self._closed_at[record_id] = time.monotonic()
+            self._closed_at.move_to_end(record_id)
             self._prune()
         self._append({"op": "upsert", "record_id": record_id, "fields": dict(changes), "complete": True,
                       "allocate_ticket": allocate_ticket}, durable=True)
@@ -124,10 +126,12 @@ class CallRecords:
 
     def _prune(self) -> None:
         cutoff = time.monotonic() - CLOSED_KEEP_SECONDS
-        for rid, closed in list(self._closed_at.items()):
-            if closed < cutoff:
-                self._closed_at.pop(rid, None)
-                self._state.pop(rid, None)
+        while self._closed_at:
+            rid, closed = next(iter(self._closed_at.items()))
+            if closed >= cutoff:
+                break
+            del self._closed_at[rid]
+            self._state.pop(rid, None)
 
 
 # --------------------------------------------------------------------------- replay into the store
@@ -166,24 +170,15 @@ def _find_call(session: Session, record_id: str) -> Call | None:
     return call
 
 
-def _prefetch(session: Session, record_ids: Iterable[str]) -> None:
-    """One query for every record of the batch instead of one per entry."""
-    ids = list(set(record_ids))
-    cache: dict[str, Call] = session.info.setdefault("hl_calls", {})
-    for i in range(0, len(ids), 500):
-        for call in session.scalars(select(Call).where(Call.record_id.in_(ids[i:i + 500]))):
-            cache[call.record_id] = call
-
-
 def _apply_fill(session: Session, entry: dict[str, Any]) -> bool:
     call = _find_call(session, entry["record_id"])
     if call is None:
         return False
     missing = {k: v for k, v in (entry.get("fields") or {}).items() if getattr(call, k, None) in (None, "")}
     if missing:
-        save_snapshot(session, {"record_id": call.record_id, **missing}, complete=False)
+        apply_changes(call, missing)
         if call.state == "complete":
-            revalidate(session, call)
+            judge(call)
     return True
 
 
@@ -209,14 +204,10 @@ def _apply_clip(session: Session, entry: dict[str, Any]) -> bool:
     return True
 
 
-def screen_pop_payload(session: Session, call: Call) -> dict[str, Any]:
-    clip = session.scalar(select(Recording).where(Recording.record_id == call.record_id,
-                                                  Recording.kind == "ivr_clip").order_by(Recording.id.desc()))
-    transcript = None
-    if clip is not None:
-        rows = session.scalars(select(Transcript).where(Transcript.recording_id == clip.id)).all()
-        if rows:
-            transcript = " ".join(t.text for t in sorted(rows, key=lambda t: t.channel) if t.text)
+def screen_pop_payload(call: Call, clip: Recording | None, transcripts: Iterable[Transcript]) -> dict[str, Any]:
+    """What the agent's console shows when the call reaches them (the record as the IVR left it)."""
+    rows = sorted(transcripts, key=lambda t: t.channel)
+    text = " ".join(t.text for t in rows if t.text) if rows else None
     return {
         "record_id": call.record_id,
         "caller_number": call.caller_number,
@@ -224,29 +215,49 @@ def screen_pop_payload(session: Session, call: Call) -> dict[str, Any]:
         "ivr_path": list(call.ivr_path or []),
         "appeal_type": call.appeal_type,
         "description_recording_id": clip.id if clip is not None else None,
-        "transcript": transcript,
+        "transcript": text,
     }
 
 
-def _apply_screen_pop(session: Session, entry: dict[str, Any]) -> bool:
-    call = _find_call(session, entry["record_id"])
-    if call is None:
-        return False
-    with session.no_autoflush:
-        existing = session.scalars(select(AgentEvent).where(AgentEvent.call_id == call.id,
-                                                            AgentEvent.agent_id == entry["agent_id"],
-                                                            AgentEvent.kind == "screen_pop")).all()
-    if any((ev.payload or {}).get("event_id") == entry["event_id"] for ev in existing):
-        return True
-    payload = screen_pop_payload(session, call)
-    payload["event_id"] = entry["event_id"]
-    session.add(AgentEvent(agent_id=entry["agent_id"], call_id=call.id, kind="screen_pop", payload=payload))
-    return True
+def _apply_screen_pops(session: Session, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every screen pop of the batch with three look-ups in all (events, clips, transcripts); returns the
+    entries whose record is not there yet."""
+    deferred: list[dict[str, Any]] = []
+    ready: list[tuple[dict[str, Any], Call]] = []
+    for entry in entries:
+        call = _find_call(session, entry["record_id"])
+        if call is None:
+            deferred.append(entry)
+        else:
+            ready.append((entry, call))
+    if not ready:
+        return deferred
+    session.flush()
+    call_ids = sorted({call.id for _, call in ready})
+    record_ids = sorted({call.record_id for _, call in ready})
+    seen = {(ev.call_id, ev.agent_id, (ev.payload or {}).get("event_id")) for ev in session.scalars(
+        select(AgentEvent).where(AgentEvent.call_id.in_(call_ids), AgentEvent.kind == "screen_pop"))}
+    clips: dict[str, Recording] = {}
+    for rec in session.scalars(select(Recording).where(Recording.record_id.in_(record_ids),
+                                                       Recording.kind == "ivr_clip").order_by(Recording.id)):
+        clips[rec.record_id] = rec          # the latest clip of each call wins
+    texts: dict[int, list[Transcript]] = {}
+    if clips:
+        for t in session.scalars(select(Transcript).where(Transcript.recording_id.in_([c.id for c in clips.values()]))):
+            texts.setdefault(t.recording_id, []).append(t)
+    for entry, call in ready:
+        key = (call.id, entry["agent_id"], entry["event_id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        clip = clips.get(call.record_id)
+        payload = screen_pop_payload(call, clip, texts.get(clip.id, []) if clip is not None else [])
+        payload["event_id"] = entry["event_id"]
+        session.add(AgentEvent(agent_id=entry["agent_id"], call_id=call.id, kind="screen_pop", payload=payload))
+    return deferred
 
 
-_OTHER_OPS: dict[str, Callable[[Session, dict[str, Any]], bool]] = {
-    "fill": _apply_fill, "clip": _apply_clip, "screen_pop": _apply_screen_pop,
-}
+_OTHER_OPS: dict[str, Callable[[Session, dict[str, Any]], bool]] = {"fill": _apply_fill, "clip": _apply_clip}
 
 
 def apply_entries(db: Database, entries: list[dict[str, Any]], tz: str = "Asia/Shanghai") -> list[dict[str, Any]]:
@@ -258,12 +269,12 @@ def apply_entries(db: Database, entries: list[dict[str, Any]], tz: str = "Asia/S
     batch = _merge_batch(entries)
     deferred: list[dict[str, Any]] = []
     with db.write() as session:
-        session.info["hl_calls"] = {}
-        _prefetch(session, [e["record_id"] for e in entries if "record_id" in e])
+        cache: dict[str, Call] = lock_calls(session, [e["record_id"] for e in entries if "record_id" in e])
+        session.info["hl_calls"] = cache
+        snapshots: list[dict[str, Any]] = []
         for record_id, fields in batch.upserts.items():
             clean = {k: v for k, v in fields.items() if not k.startswith("_")}
-            call = _find_call(session, record_id)
-            if call is None and "caller_number" not in clean:
+            if record_id not in cache and "caller_number" not in clean:
                 # a partial upsert for a record whose opening entry is in another process's journal
                 deferred.append({"op": "upsert", "record_id": record_id, "fields": clean,
                                  "complete": record_id in batch.complete,
@@ -271,21 +282,33 @@ def apply_entries(db: Database, entries: list[dict[str, Any]], tz: str = "Asia/S
                                  "_pos": min((e["_pos"] for e in entries if e.get("record_id") == record_id and "_pos" in e),
                                              key=lambda p: (p.index, p.offset), default=None)})
                 continue
-            call = save_snapshot(session, {"record_id": record_id, **clean}, complete=False)
-            session.info["hl_calls"][record_id] = call
+            snapshots.append({"record_id": record_id, **clean})
+        cache.update(save_snapshots(session, snapshots, existing=cache))
+        judged = False
+        for snap in snapshots:
+            record_id = snap["record_id"]
+            call = cache[record_id]
             if record_id in batch.allocate and not call.ticket_no:
                 call.ticket_no = allocate_ticket_no(session, tz)
             if record_id in batch.complete or call.state == "complete":
-                problems = revalidate(session, call)
+                problems = judge(call)
+                judged = True
                 if problems and not pending_recording_only(problems):
                     log.warning("call_record_invalid", record_id=record_id, problems=[p.message for p in problems])
+        if judged:
+            session.flush()
+        screen_pops: list[dict[str, Any]] = []
         for entry in batch.others:
+            if entry.get("op") == "screen_pop":
+                screen_pops.append(entry)   # after the batch's fills and clips: the pop shows the latest state
+                continue
             fn = _OTHER_OPS.get(entry.get("op", ""))
             if fn is None:
                 log.error("journal_unknown_op", op=entry.get("op"))
                 continue
             if not fn(session, entry):
                 deferred.append(entry)
+        deferred.extend(_apply_screen_pops(session, screen_pops))
     return deferred
 
 

@@ -319,9 +319,10 @@ class FlowRun:
                     flow = self.flows[result.flow]
                     ctx.step(f"->{flow.name}")
                     node_id = flow.start
-                else:
-                    node_id = result
-                self.checkpoint(ctx)
+                    continue
+                node_id = result
+                if node.type not in SILENT_NODES:
+                    self.checkpoint(ctx)
         except ChannelHungUp:
             ctx.hung_up = True
             log.info("caller_hung_up", node=node_id)
@@ -369,6 +370,10 @@ class FlowRun:
         self.set_var("HL_CLOSED", "1")
         self.set_var("HL_FLOW_DONE", "1")
 
+
+# Nodes that do not talk to the caller: their steps ride with the next checkpoint (before the caller next
+# waits on us, or with the record's completion) instead of one journal entry each.
+SILENT_NODES = frozenset({"set", "hours", "goto"})
 
 LOCATION_APPEALS = frozenset({"求助", "投诉", "举报"})
 

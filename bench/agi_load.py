@@ -30,8 +30,30 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from agi.emulator import CallerScript, CallSpec, EmulatorConfig, QueueOutcome, run_call, run_process_call  # noqa: E402
-from agi.process_agi import lookup_handler  # noqa: E402
+from agi.process_agi import lookup_handler, resolve_handler  # noqa: E402
 from bench.ivr_flow import BENCH_FLOW  # noqa: E402  (registers the "bench-ivr" flow)
+
+def _store_complete(expected: int, timeout_s: float) -> tuple[int, float]:
+    """Wait until the store holds ``expected`` complete call records (the journal applier's lag)."""
+    from sqlalchemy import func, select
+
+    from config import load_settings
+    from store.db import open_database
+    from store.models import Call
+
+    db = open_database(load_settings().database.url)
+    started = time.perf_counter()
+    try:
+        while True:
+            with db.session() as session:
+                complete = session.scalar(select(func.count()).select_from(Call).where(Call.state == "complete")) or 0
+            waited = time.perf_counter() - started
+            if complete >= expected or waited > timeout_s:
+                return complete, waited
+            time.sleep(0.01)
+    finally:
+        db.dispose()
+
 
 # ---------------------------------------------------------------- server process
 def serve(flow: str, port: int) -> int:
@@ -39,8 +61,10 @@ def serve(flow: str, port: int) -> int:
     from config.log import configure_logging
 
     configure_logging(json=True, level="WARNING")
-    handler = lookup_handler(flow)
-    server = start_server(handler, ServerOptions(port=port, max_sessions=10000, stop_grace_s=2.0))
+    lookup_handler(flow)  # fail early on an unknown flow
+    # each script to its own flow, as `hotline serve` does: the Queue gosub's agent session runs agent-connect
+    server = start_server(resolve=resolve_handler, options=ServerOptions(port=port, max_sessions=10000,
+                                                                         stop_grace_s=2.0))
     assert server.address is not None
     sys.stdout.write(f"READY {server.address[1]}\n")
     sys.stdout.flush()
@@ -181,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             result, peak = asyncio.run(_run_phase(port, args.flow, args.hold, args.hold, config, args.hold_seconds))
             out(f"hold: {result.ok}/{result.calls} calls completed, {peak} held at once for {args.hold_seconds:.0f} s "
                 f"in EXEC Queue; wall {result.seconds:.1f} s; server peak RSS {peak_rss_mb(server.pid):.1f} MB\n")
+            out(f"  per-command server turnaround with real-time media: p50 {pct(result.turnarounds_ms, 0.5):.3f} ms, "
+                f"p99 {pct(result.turnarounds_ms, 0.99):.3f} ms ({len(result.turnarounds_ms)} commands)\n")
         if args.walks:
             config = EmulatorConfig(time_scale=0.0)
             cpu_server, cpu_self = cpu_seconds(server.pid), time.process_time()
@@ -194,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"p99 {pct(result.turnarounds_ms, 0.99):.3f} ms, max {max(result.turnarounds_ms or [0]):.1f} ms\n")
             out(f"  session set-up (connect → first command): p50 {pct(result.first_ms, 0.5):.3f} ms, "
                 f"p99 {pct(result.first_ms, 0.99):.3f} ms\n")
+            if args.flow != BENCH_FLOW:
+                expected = args.walks + (args.hold or 0)
+                complete, lag = _store_complete(expected, timeout_s=120.0)
+                out(f"  records complete in the store: {complete}/{expected}, the last "
+                    f"{lag:.2f} s after the last walk ended ({expected / (result.seconds + lag):.0f} walks/s "
+                    f"counted to the last stored record)\n")
             fast_rate = result.rate
         else:
             fast_rate = float("nan")

@@ -288,7 +288,8 @@ class AgentEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_agent_events_agent_id", "agent_id", "id"),)
+    __table_args__ = (Index("ix_agent_events_agent_id", "agent_id", "id"),
+                      Index("ix_agent_events_call_kind", "call_id", "kind"))
 
 
 class TicketSequence(Base):

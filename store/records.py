@@ -50,7 +50,8 @@ def parse_datetime(value: Any, field: str) -> datetime | None:
     return dt
 
 
-def _apply(call: Call, changes: Mapping[str, Any]) -> None:
+def apply_changes(call: Call, changes: Mapping[str, Any]) -> None:
+    """Set Appendix C fields on the row in memory (datetimes parsed from ISO strings); no I/O."""
     for key, value in changes.items():
         if key in DATETIME_FIELDS:
             value = parse_datetime(value, key)
@@ -74,7 +75,7 @@ def open_call(session: Session, fields: Mapping[str, Any]) -> Call:
     call = session.scalar(select(Call).where(Call.record_id == record_id))
     if call is None:
         call = Call(record_id=record_id, ivr_path=[], problems=[])
-        _apply(call, {k: v for k, v in fields.items() if k != "record_id"})
+        apply_changes(call, {k: v for k, v in fields.items() if k != "record_id"})
         session.add(call)
         session.flush()
     return call
@@ -82,7 +83,7 @@ def open_call(session: Session, fields: Mapping[str, Any]) -> Call:
 
 def update_call(session: Session, record_id: str, changes: Mapping[str, Any]) -> Call:
     call = get_call(session, record_id, for_update=True)
-    _apply(call, changes)
+    apply_changes(call, changes)
     return call
 
 
@@ -90,27 +91,59 @@ def complete_call(session: Session, record_id: str, changes: Mapping[str, Any] |
     """Apply the last changes, mark the record complete and store the validator's verdict (never drops it)."""
     call = get_call(session, record_id, for_update=True)
     if changes:
-        _apply(call, changes)
+        apply_changes(call, changes)
     return revalidate(session, call)
 
 
-def revalidate(session: Session, call: Call) -> list[Problem]:
+def judge(call: Call) -> list[Problem]:
+    """Mark the record complete and store the validator's verdict on it (no I/O; the caller flushes)."""
     problems = validate_record(record_dict(call))
     call.state = "complete"
     call.valid = not problems
     call.problems = [p.to_dict() for p in problems]
+    return problems
+
+
+def revalidate(session: Session, call: Call) -> list[Problem]:
+    problems = judge(call)
     session.flush()
     return problems
 
 
+def lock_calls(session: Session, record_ids: Iterable[str], chunk: int = 500) -> dict[str, Call]:
+    """The existing rows of ``record_ids``, locked (PostgreSQL ``FOR UPDATE``), in a few queries."""
+    ids = sorted(set(record_ids))
+    found: dict[str, Call] = {}
+    for i in range(0, len(ids), chunk):
+        stmt = select(Call).where(Call.record_id.in_(ids[i:i + chunk])).with_for_update()
+        for call in session.scalars(stmt):
+            found[call.record_id] = call
+    return found
+
+
+def save_snapshots(session: Session, snapshots: Iterable[Mapping[str, Any]],
+                   existing: dict[str, Call] | None = None) -> dict[str, Call]:
+    """Bulk form of :func:`save_snapshot` (journal replay): one locking read for the rows not in ``existing``,
+    changes applied in memory, new rows added, one flush. Returns every row by record_id."""
+    snaps = list(snapshots)
+    calls = dict(existing or {})
+    missing = [s["record_id"] for s in snaps if s["record_id"] not in calls]
+    if missing:
+        calls.update(lock_calls(session, missing))
+    for snap in snaps:
+        record_id = snap["record_id"]
+        call = calls.get(record_id)
+        if call is None:
+            call = calls[record_id] = Call(record_id=record_id, ivr_path=[], problems=[])
+            session.add(call)
+        apply_changes(call, {k: v for k, v in snap.items() if k != "record_id"})
+    session.flush()
+    return calls
+
+
 def save_snapshot(session: Session, snapshot: Mapping[str, Any], complete: bool) -> Call:
     """Idempotent upsert of a whole record (journal replay): same snapshot twice → same row."""
-    call = session.scalar(select(Call).where(Call.record_id == snapshot["record_id"]).with_for_update())
-    if call is None:
-        call = Call(record_id=snapshot["record_id"], ivr_path=[], problems=[])
-        session.add(call)
-    _apply(call, {k: v for k, v in snapshot.items() if k != "record_id"})
-    session.flush()
+    call = save_snapshots(session, [snapshot])[snapshot["record_id"]]
     if complete:
         revalidate(session, call)
     return call
