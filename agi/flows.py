@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, MutableMapping
 
+from agi.applier_process import ApplierProcess
 from agi.calls import CallRecords, StoreServices, apply_entries
 from agi.channel import Channel
 from agi.engine import EngineConfig, FlowRun
@@ -69,7 +70,7 @@ class FlowRuntime:
     settings: Settings
     flows: dict[str, Flow]
     journal: Journal
-    applier: JournalApplier
+    applier: JournalApplier | ApplierProcess
     records: CallRecords
     services: StoreServices
     config: EngineConfig
@@ -77,7 +78,9 @@ class FlowRuntime:
 
     @classmethod
     def start(cls, settings: Settings, database: Database | None = None, check_sounds: bool = True,
-              start_applier: bool = True, journal_dir: str | Path | None = None) -> "FlowRuntime":
+              start_applier: bool = True, journal_dir: str | Path | None = None,
+              applier_mode: str | None = None) -> "FlowRuntime":
+        """``applier_mode`` ("process" | "thread") overrides ``settings.agi.applier``."""
         flows = load_flows(settings.agi.flows_dir)
         if check_sounds:
             missing = check_prompts(flows, settings.agi.sounds_dir)
@@ -86,7 +89,11 @@ class FlowRuntime:
         db = database or open_database(settings.database.url, settings.database.echo)
         journal = Journal(journal_dir or settings.agi.journal_dir)
         tz = settings.general.timezone
-        applier = JournalApplier(journal, lambda entries: apply_entries(db, entries, tz))
+        applier: JournalApplier | ApplierProcess
+        if (applier_mode or settings.agi.applier) == "process":
+            applier = ApplierProcess(journal, db.url, tz)
+        else:
+            applier = JournalApplier(journal, lambda entries: apply_entries(db, entries, tz))
         clip_dir = str(Path(settings.recordings.spool_dir).resolve() / "ivr")
         Path(clip_dir).mkdir(parents=True, exist_ok=True)
         services = StoreServices(lambda: db, BusinessHours.from_settings(settings.hours, tz), clip_dir, tz,
@@ -186,7 +193,8 @@ def default_runtime() -> FlowRuntime:
             from config import load_settings
             settings = load_settings()
             directory = process_journal_dir(settings.agi.journal_dir)
-            runtime = FlowRuntime.start(settings, check_sounds=False, journal_dir=directory)
+            # one call per process: a second process for the applier would cost more than it saves
+            runtime = FlowRuntime.start(settings, check_sounds=False, journal_dir=directory, applier_mode="thread")
             atexit.register(_stop_process_runtime, runtime, directory)
             atexit.register(adopt_orphan_journals, settings, runtime.database)
             _lazy_runtime = runtime

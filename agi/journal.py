@@ -64,15 +64,6 @@ class Position:
     offset: int      # bytes consumed in that file
 
 
-class _Pending:
-    __slots__ = ("data", "done", "error")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-
 class Journal:
     """The writing side. ``append(entry)`` returns once the entry is on disk (``wait=False``: once queued)."""
 
@@ -89,8 +80,12 @@ class Journal:
         existing = journal_files(self.directory)
         self._index = (existing[-1][0] + 1) if existing else 1
         self._file = self._open_file(self._index)
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
+        self._cond = threading.Condition()       # appenders → writer: something to write
+        self._queue: list[bytes] = []
+        self._queued = 0                          # sequence number of the last entry queued
+        self._synced = 0                          # ... of the last entry on disk (written and fsync-ed)
+        self._failed: list[tuple[int, int, BaseException]] = []   # (first, last, error) of failed group commits
+        self._durable = threading.Condition()     # writer → waiting appenders: _synced moved
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
         self.fsyncs = 0
@@ -114,16 +109,20 @@ class Journal:
 
     def append(self, entry: dict[str, Any], wait: bool = True) -> None:
         data = (json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode("utf-8")
-        pending = _Pending(data)
         with self._cond:
             if self._closed:
                 raise JournalError("journal is closed")
-            self._queue.append(pending)
+            self._queue.append(data)
+            self._queued += 1
+            seq = self._queued
             self._cond.notify()
         if wait:
-            pending.done.wait()
-            if pending.error is not None:
-                raise JournalError(f"journal write failed: {pending.error}") from pending.error
+            with self._durable:
+                while self._synced < seq:
+                    self._durable.wait()
+                error = next((e for first, last, e in self._failed if first <= seq <= last), None)
+            if error is not None:
+                raise JournalError(f"journal write failed: {error}") from error
 
     def _writer(self) -> None:
         while True:
@@ -131,11 +130,12 @@ class Journal:
                 while not self._queue and not self._closed:
                     self._cond.wait()
                 batch, self._queue = self._queue, []
+                last = self._queued
                 closing = self._closed
             if batch:
                 error: BaseException | None = None
                 try:
-                    self._file.write(b"".join(p.data for p in batch))
+                    self._file.write(b"".join(batch))
                     os.fsync(self._file.fileno())
                     self.fsyncs += 1
                     self.entries += len(batch)
@@ -146,9 +146,11 @@ class Journal:
                 except OSError as exc:
                     error = exc
                     log.error("journal_write_failed", error=str(exc))
-                for p in batch:
-                    p.error = error
-                    p.done.set()
+                with self._durable:
+                    if error is not None:
+                        self._failed = self._failed[-1023:] + [(last - len(batch) + 1, last, error)]
+                    self._synced = last
+                    self._durable.notify_all()
                 for cb in self._listeners:
                     cb()
             if closing and not batch:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -56,11 +57,19 @@ def _store_complete(expected: int, timeout_s: float) -> tuple[int, float]:
 
 
 # ---------------------------------------------------------------- server process
-def serve(flow: str, port: int) -> int:
+def serve(flow: str, port: int, applier: str | None = None) -> int:
     from agi.server import ServerOptions, start_server
     from config.log import configure_logging
 
     configure_logging(json=True, level="WARNING")
+    runtime = None
+    if flow != BENCH_FLOW:
+        # the shipped flows wired as `hotline serve` wires them (journal, applier as settings.agi.applier says)
+        from agi.flows import FlowRuntime
+        from agi.process_agi import FLOW_HANDLERS
+        from config import load_settings
+        runtime = FlowRuntime.start(load_settings(), applier_mode=applier)
+        runtime.install(FLOW_HANDLERS)
     lookup_handler(flow)  # fail early on an unknown flow
     # each script to its own flow, as `hotline serve` does: the Queue gosub's agent session runs agent-connect
     server = start_server(resolve=resolve_handler, options=ServerOptions(port=port, max_sessions=10000,
@@ -72,6 +81,8 @@ def serve(flow: str, port: int) -> int:
         sys.stdin.readline()  # the parent closes stdin to stop us
     finally:
         server.stop(2.0)
+        if runtime is not None:
+            runtime.stop()
     return 0
 
 
@@ -82,9 +93,24 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def child_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the process and its live children (the journal applier process)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(c) for c in child_pids(pid))
 
 
 def current_rss_mb(pid: int) -> float:
@@ -154,6 +180,49 @@ async def _run_phase(port: int, flow: str, calls: int, concurrency: int, config:
     return PhaseResult(calls, ok, elapsed, turnarounds, firsts), peak
 
 
+async def _run_open_loop(port: int, flow: str, rate: float, seconds: float, config: EmulatorConfig,
+                         hold_s: float, seed: int = 12345) -> tuple[PhaseResult, int]:
+    """Calls arrive at ``rate`` a second (Poisson, seeded) for ``seconds``, whatever the server's pace: the
+    per-command turnaround under a given offered load, not the queueing of a saturated closed loop."""
+    rng = random.Random(seed)
+    active = 0
+    peak = 0
+    turnarounds: list[float] = []
+    firsts: list[float] = []
+    ok = 0
+
+    async def one(i: int) -> None:
+        nonlocal active, peak, ok
+        active += 1
+        peak = max(peak, active)
+        try:
+            report = await run_call("127.0.0.1", port, _spec(i, flow, hold_s, "1"), config)
+        finally:
+            active -= 1
+        if report.error is None and report.commands and report.queue is not None:
+            ok += 1
+            turnarounds.extend(t * 1000 for t in report.turnarounds_s)
+            if report.first_command_s is not None:
+                firsts.append(report.first_command_s * 1000)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks = []
+    due = started
+    i = 0
+    while due - started < seconds:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tasks.append(asyncio.create_task(one(i)))
+        i += 1
+        due += rng.expovariate(rate)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = loop.time() - started
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        sys.stderr.write(f"  {len(errors)} calls failed, first: {errors[0]!r}\n")
+    return PhaseResult(len(tasks), ok, elapsed, turnarounds, firsts), peak
+
+
 async def _process_phase(flow: str, calls: int, concurrency: int) -> PhaseResult:
     sem = asyncio.Semaphore(concurrency)
     ok = 0
@@ -181,18 +250,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-seconds", type=float, default=10.0)
     parser.add_argument("--walks", type=int, default=5000, help="IVR walks in the throughput phase")
     parser.add_argument("--concurrency", type=int, default=100, help="calls in flight in the throughput phase")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="open-loop phase: calls arriving per second (Poisson), real-time media")
+    parser.add_argument("--rate-seconds", type=float, default=20.0)
+    parser.add_argument("--applier", choices=("process", "thread"), default=None,
+                        help="journal applier of the shipped flows (default: settings.agi.applier)")
     parser.add_argument("--process-calls", type=int, default=40)
     parser.add_argument("--process-concurrency", type=int, default=4)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.flow, args.port)
+        return serve(args.flow, args.port, args.applier)
 
     from config.log import configure_logging
     configure_logging(json=True, level="ERROR")
     out = sys.stdout.write
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--flow", args.flow],
+    server = subprocess.Popen([sys.executable, __file__, "--serve", "--flow", args.flow]
+                              + (["--applier", args.applier] if args.applier else []),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert server.stdout is not None and server.stdin is not None
     ready = server.stdout.readline().split()
@@ -229,6 +304,19 @@ def main(argv: list[str] | None = None) -> int:
             fast_rate = result.rate
         else:
             fast_rate = float("nan")
+        if args.rate:
+            config = EmulatorConfig(time_scale=1.0, default_sound_s=0.3, idle_timeout_s=600)
+            cpu_server = cpu_seconds(server.pid)
+            result, peak = asyncio.run(_run_open_loop(port, args.flow, args.rate, args.rate_seconds, config, 1.0))
+            cpu_server = cpu_seconds(server.pid) - cpu_server
+            out(f"open loop: {result.ok}/{result.calls} calls arriving at {args.rate:.0f}/s for {args.rate_seconds:.0f} s "
+                f"(real-time media, 1 s in the queue), up to {peak} at once; server CPU "
+                f"{cpu_server / result.seconds * 100:.0f}% of one core\n")
+            out(f"  per-command server turnaround: p50 {pct(result.turnarounds_ms, 0.5):.3f} ms, "
+                f"p99 {pct(result.turnarounds_ms, 0.99):.3f} ms, p99.9 {pct(result.turnarounds_ms, 0.999):.3f} ms, "
+                f"max {max(result.turnarounds_ms or [0]):.1f} ms ({len(result.turnarounds_ms)} commands)\n")
+            out(f"  session set-up (connect → first command): p50 {pct(result.first_ms, 0.5):.3f} ms, "
+                f"p99 {pct(result.first_ms, 0.99):.3f} ms\n")
         out(f"server peak RSS overall: {peak_rss_mb(server.pid):.1f} MB\n")
         if args.process_calls:
             proc = asyncio.run(_process_phase(args.flow, args.process_calls, args.process_concurrency))

@@ -225,3 +225,25 @@ def test_journal_sustains_200_calls_per_second(tmp_path, shipped_flows, engine_c
     assert len(done) == n_calls
     print(f"journal: {rate:.0f} calls/s, {journal.entries} entries, {journal.fsyncs} fsyncs")
     assert rate >= 200, f"{rate:.0f} calls/s ({journal.entries} entries, {journal.fsyncs} fsyncs)"
+
+
+def test_a_failed_group_commit_is_reported_to_its_writers_only(tmp_path, monkeypatch):
+    import errno
+
+    from agi import journal as journal_mod
+    from agi.journal import JournalError
+    journal = Journal(tmp_path)
+    journal.append({"op": "upsert", "record_id": "1", "fields": {}})
+    real_fsync = journal_mod.os.fsync
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal_mod.os, "fsync", full_disk)
+    with pytest.raises(JournalError, match="No space left"):
+        journal.append({"op": "upsert", "record_id": "2", "fields": {}})
+    monkeypatch.setattr(journal_mod.os, "fsync", real_fsync)
+    journal.append({"op": "upsert", "record_id": "3", "fields": {}})      # the next commit succeeds again
+    journal.append({"op": "upsert", "record_id": "4", "fields": {}}, wait=False)
+    journal.close()
+    assert journal.fsyncs == 3 and journal.entries == 3

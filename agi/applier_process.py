@@ -1,0 +1,187 @@
+"""The journal applier in a child process, so store writes never hold the AGI sessions' GIL.
+
+The FastAGI server runs every call in a thread of one Python process. Applying the journal to the store
+(ORM work, validation, JSON) is CPU work too; in a thread of the same process it competes with the calls
+for the interpreter lock and shows up as per-command latency. :class:`ApplierProcess` runs the same
+:class:`agi.journal.JournalApplier` in a ``spawn``-ed child that reads the journal files the parent writes:
+
+* the parent's :class:`~agi.journal.Journal` wakes the child after each group commit (``wake`` event);
+* the child treats the newest ``journal-N.jsonl`` as the one being written (its torn last line is not
+  read; older files are compacted only once wholly applied, exactly as in thread mode);
+* ``store_up``/``applied``/``deferred`` are shared values the parent reads (StoreServices uses
+  ``store_up`` to skip a ticket allocation while the database is away);
+* the child exits when asked, and on its own when the parent is gone (it polls its parent's pid).
+
+The checkpoint file (``applied.json``) is the only state that matters across restarts, as in thread mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agi.journal import Journal, JournalApplier, journal_files, read_checkpoint, read_entries
+from config.log import get_logger
+
+log = get_logger(__name__)
+
+_CTX = mp.get_context("spawn")
+PARENT_POLL_SECONDS = 1.0
+
+
+class ApplierProcessError(RuntimeError):
+    """The applier child could not start (e.g. its database URL cannot be opened from another process)."""
+
+
+class JournalView:
+    """What the applier needs of a journal it does not write: the directory and the file being written."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def current_index(self) -> int | None:
+        files = journal_files(self.directory)
+        return files[-1][0] if files else None
+
+    def on_append(self, callback: Any) -> None:  # the parent's journal wakes us through an event instead
+        pass
+
+
+@dataclass(frozen=True)
+class _ChildArgs:
+    directory: str
+    database_url: str
+    timezone: str
+    log_json: bool | None          # None: JSON unless stderr is a terminal, as in the parent
+    log_level: str
+    parent_pid: int
+
+
+def _child_main(args: _ChildArgs, wake: Any, stop: Any, ready: Any, store_up: Any, applied: Any,
+                deferred: Any) -> None:
+    from agi.calls import apply_entries
+    from config.log import configure_logging
+    from store.db import open_database
+
+    configure_logging(json=args.log_json, level=args.log_level)
+    db = open_database(args.database_url)
+    applier = JournalApplier(JournalView(Path(args.directory)),  # type: ignore[arg-type]
+                             lambda entries: apply_entries(db, entries, args.timezone))
+    ready.set()
+    backoff = 0.2
+    try:
+        while not stop.is_set():
+            if os.getppid() != args.parent_pid:
+                log.warning("journal_applier_orphaned")
+                break
+            try:
+                n = applier.step()
+            except Exception as exc:  # noqa: BLE001 - store down: keep the entries, retry later
+                store_up.value = 0
+                log.warning("journal_apply_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, applier.max_backoff)
+                continue
+            if not store_up.value:
+                log.info("journal_apply_recovered")
+            store_up.value = 1
+            backoff = 0.2
+            applied.value = applier.applied
+            deferred.value = applier.deferred
+            if n == 0:
+                wake.wait(min(applier.defer_retry if applier.deferred else applier.idle_wait, PARENT_POLL_SECONDS))
+                wake.clear()
+            elif n < applier.batch_size:
+                stop.wait(applier.linger)
+    finally:
+        db.dispose()
+
+
+class ApplierProcess:
+    """Same surface as :class:`JournalApplier` for :class:`agi.flows.FlowRuntime`: start, stop, drain,
+    ``store_up``, ``deferred``, ``applied``, ``last_error``."""
+
+    def __init__(self, journal: Journal, database_url: str, timezone: str, log_json: bool | None = None,
+                 log_level: str | None = None) -> None:
+        if database_url.startswith("sqlite") and (":memory:" in database_url or database_url.rstrip("/") == "sqlite:"):
+            raise ApplierProcessError("an in-memory SQLite database cannot be shared with the applier process")
+        self.journal = journal
+        self.directory = journal.directory
+        level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        self._args = _ChildArgs(str(journal.directory), database_url, timezone, log_json, level, os.getpid())
+        self._wake = _CTX.Event()
+        self._stop = _CTX.Event()
+        self._ready = _CTX.Event()
+        self._store_up = _CTX.Value("b", 1, lock=False)
+        self._applied = _CTX.Value("q", 0, lock=False)
+        self._deferred = _CTX.Value("q", 0, lock=False)
+        self._process: Any = None
+        journal.on_append(self._wake.set)
+
+    def start(self, timeout: float = 60.0) -> "ApplierProcess":
+        self._process = _CTX.Process(
+            target=_child_main, name="journal-applier", daemon=True,
+            args=(self._args, self._wake, self._stop, self._ready, self._store_up, self._applied, self._deferred))
+        self._process.start()
+        if not self._ready.wait(timeout):
+            self._process.kill()
+            raise ApplierProcessError(f"the journal applier process did not start within {timeout:.0f} s")
+        log.info("journal_applier_process_started", pid=self._process.pid)
+        return self
+
+    @property
+    def store_up(self) -> bool:
+        return bool(self._store_up.value)
+
+    @property
+    def applied(self) -> int:
+        return int(self._applied.value)
+
+    @property
+    def deferred(self) -> int:
+        return int(self._deferred.value)
+
+    @property
+    def last_error(self) -> str | None:
+        return None if self.store_up else "the store is unreachable (see the applier's log)"
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def pending(self) -> bool:
+        """Journal entries after the checkpoint (what the child has not applied yet, deferred ones included)."""
+        entries, _ = read_entries(self.directory, read_checkpoint(self.directory), 1, self.journal.current_index)
+        return bool(entries)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything written so far is applied (False on timeout or if the child died)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pending():
+                return True
+            if not self.alive:
+                return False
+            self._wake.set()
+            time.sleep(0.02)
+        return not self.pending()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._process is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("journal_applier_process_killed", pid=self._process.pid)
+            self._process.kill()
+            self._process.join(5)
+
+
+__all__ = ["ApplierProcess", "ApplierProcessError", "JournalView"]
