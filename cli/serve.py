@@ -1,8 +1,8 @@
 """`hotline serve`: the whole service in one process.
 
-FastAGI server (flows + call-record journal), web app, embedded transcription workers and the recording
-sweeper, started in that order and stopped in reverse. Refuses to start on an out-of-date schema, bad
-flow files or missing prompts, naming the command that fixes each.
+FastAGI server (flows + call-record journal), web app, embedded transcription workers, the recording
+sweeper and the stale-record sweep, started in that order and stopped in reverse. Refuses to start on an
+out-of-date schema, bad flow files or missing prompts, naming the command that fixes each.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from config.log import get_logger
 from recorder.finalize import finalize_pending
 from store.db import Database, SchemaOutOfDate, open_database
 from store.migrate import check_schema
+from store.models import utcnow
+from store.sweep import sweep as sweep_stale_records
 from web.app import create_app, ensure_admin
 
 log = get_logger("serve")
@@ -76,6 +78,30 @@ async def _sweep_recordings(db: Database, settings: Settings, stop: asyncio.Even
             pass
 
 
+async def _sweep_stale_records(db: Database, settings: Settings, stop: asyncio.Event,
+                               interval: float | None = None) -> None:
+    """Close call records left open (crash + unreachable ``h`` extension) every ``records.sweep_interval_seconds``.
+
+    The first run waits one interval, so the journal of a restarted process is replayed before anything is judged
+    stale. A failure (e.g. database down) is logged and retried at the next interval."""
+    loop = asyncio.get_running_loop()
+    if interval is None:
+        interval = float(settings.records.sweep_interval_seconds)
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            result = await loop.run_in_executor(None, lambda: sweep_stale_records(
+                db, utcnow(), settings.records.max_open_seconds, tz=settings.general.timezone))
+            if result.count:
+                log.info("stale_records_swept", count=result.count)
+        except Exception:  # noqa: BLE001 - a sweep failure (e.g. database down) must not stop the service
+            log.exception("stale_record_sweep_failed")
+
+
 async def _serve(args: argparse.Namespace, settings: Settings, db: Database) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -108,6 +134,8 @@ async def _serve(args: argparse.Namespace, settings: Settings, db: Database) -> 
 
         sweeper = asyncio.create_task(_sweep_recordings(db, settings, stop))
         stack.push_async_callback(lambda: sweeper)  # awaited after `stop` is set
+        record_sweeper = asyncio.create_task(_sweep_stale_records(db, settings, stop))
+        stack.push_async_callback(lambda: record_sweeper)
 
         log.info("hotline_ready")
         await stop.wait()

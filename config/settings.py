@@ -54,6 +54,7 @@ class AgiSettings:
     read_timeout_seconds: float = 3600.0
     env_timeout_seconds: float = 10.0
     max_sessions: int = 4000
+    applier: str = "process"         # where the journal is applied to the store: "process" | "thread"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class WebSettings:
     session_max_age_seconds: int = 43200
     login_max_failures: int = 5
     login_lockout_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class RecordsSettings:
+    max_open_seconds: int = 14400
+    sweep_interval_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     agi: AgiSettings = field(default_factory=AgiSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    records: RecordsSettings = field(default_factory=RecordsSettings)
     recordings: RecordingSettings = field(default_factory=RecordingSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
@@ -277,6 +285,8 @@ def load_settings(environ: Mapping[str, str] | None = None, site_file: str | os.
 
 
 def _check_values(s: Settings) -> None:
+    if s.agi.applier not in ("process", "thread"):
+        raise SettingsError("agi.applier", "settings", f"expected 'process' or 'thread', got {s.agi.applier!r}")
     if s.recordings.archive_format not in ("flac", "wav"):
         raise SettingsError("recordings.archive_format", "settings", f"expected 'flac' or 'wav', got {s.recordings.archive_format!r}")
     for key, value in (("hours.open", s.hours.open), ("hours.close", s.hours.close)):
@@ -286,12 +296,16 @@ def _check_values(s: Settings) -> None:
     for day in s.hours.days:
         if not 1 <= day <= 7:
             raise SettingsError("hours.days", "settings", f"expected weekdays 1..7, got {day}")
+    for key, value in (("records.max_open_seconds", s.records.max_open_seconds),
+                       ("records.sweep_interval_seconds", s.records.sweep_interval_seconds)):
+        if value <= 0:
+            raise SettingsError(key, "settings", f"expected a positive number of seconds, got {value}")
     if not 1 <= s.agi.port <= 65535:
         raise SettingsError("agi.port", "settings", f"expected a TCP port, got {s.agi.port}")
 
 
 __all__ = [
     "Settings", "SettingsError", "load_settings",
-    "GeneralSettings", "DatabaseSettings", "AgiSettings", "WebSettings", "RecordingSettings",
+    "GeneralSettings", "DatabaseSettings", "AgiSettings", "WebSettings", "RecordsSettings", "RecordingSettings",
     "RetentionSettings", "AsrSettings", "QueueSettings", "HoursSettings", "KpiSettings", "QaSettings", "RubricItem",
 ]

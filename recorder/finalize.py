@@ -54,6 +54,7 @@ from store.db import Database
 from store.jobs import FAST_PATH_PRIORITY, enqueue
 from store.models import Call, Job, Recording, utcnow
 from store.records import get_call, revalidate
+from store.sweep import is_swept
 
 log = get_logger(__name__)
 
@@ -119,6 +120,8 @@ def call_window(call: Call, tolerance: float) -> DurationWindow:
     if talk is None and call.answered_at and call.ended_at:
         talk = int((call.ended_at - call.answered_at).total_seconds())
     whole = (call.ended_at - call.call_start_at).total_seconds() if call.ended_at else None
+    if is_swept({"ivr_path": call.ivr_path}):
+        whole = None        # a swept record's ended_at is a lower bound (store.sweep): no upper limit
     return DurationWindow(max(0.0, float(talk or 0) - tolerance), None if whole is None else whole + tolerance)
 
 

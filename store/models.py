@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text,
-                        TypeDecorator, UniqueConstraint)
+                        TypeDecorator, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -134,6 +134,8 @@ class Call(Base):
         Index("ix_calls_appeal_start", "appeal_type", "call_start_at"),
         Index("ix_calls_uniqueid", "uniqueid"),
         Index("ix_calls_callback", "callback_required", "call_start_at"),
+        Index("ix_calls_open_start", "call_start_at", postgresql_where=text("state = 'open'"),
+              sqlite_where=text("state = 'open'")),
     )
 
 

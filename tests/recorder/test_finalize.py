@@ -237,6 +237,19 @@ def test_audio_shorter_than_talk_time_or_longer_than_call_is_quarantined(db: Dat
     assert set(p.name for p in (dirs.quarantine / "2.2").iterdir()) == {"2.2-in.wav", "2.2-out.wav"}
 
 
+def test_swept_answered_call_keeps_its_recording(db: Database, settings: Settings, dirs: Dirs) -> None:
+    """The sweep closes a lost answered call with ended_at = answered_at (a lower bound): its real, longer
+    recording is archived, not quarantined as too long. The same record unswept is quarantined."""
+    add_call(db, "2.3", ring=0, talk=0, ivr_path=["greeting", "queue", "swept"])
+    copy_fixture_legs(dirs.spool, "2.3")
+    swept = finalize_call_recording(db, settings, "2.3")
+    assert swept.status == "archived", swept.reason
+    add_call(db, "2.4", ring=0, talk=0, ivr_path=["greeting", "queue"])
+    copy_fixture_legs(dirs.spool, "2.4")
+    unswept = finalize_call_recording(db, settings, "2.4")
+    assert unswept.status == "quarantined" and "too long" in (unswept.reason or "")
+
+
 def test_mono_mix_alone_cannot_be_split(db: Database, settings: Settings, dirs: Dirs) -> None:
     add_call(db, LID)
     write_wav(dirs.spool / f"{LID}.wav", fixture_leg("in"))
