@@ -57,11 +57,11 @@ def _store_complete(expected: int, timeout_s: float) -> tuple[int, float]:
 
 
 # ---------------------------------------------------------------- server process
-def serve(flow: str, port: int, applier: str | None = None) -> int:
+def serve(flow: str, port: int, applier: str | None = None, log_level: str = "INFO") -> int:
     from agi.server import ServerOptions, start_server
     from config.log import configure_logging
 
-    configure_logging(json=True, level="WARNING")
+    configure_logging(json=True, level=log_level)
     runtime = None
     if flow != BENCH_FLOW:
         # the shipped flows wired as `hotline serve` wires them (journal, applier as settings.agi.applier says)
@@ -255,20 +255,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-seconds", type=float, default=20.0)
     parser.add_argument("--applier", choices=("process", "thread"), default=None,
                         help="journal applier of the shipped flows (default: settings.agi.applier)")
+    parser.add_argument("--log-level", default="INFO",
+                        help="the server's log level (INFO as in production; its JSON log goes to --server-log)")
+    parser.add_argument("--server-log", default=os.devnull, help="file for the server's log (default: discarded)")
     parser.add_argument("--process-calls", type=int, default=40)
     parser.add_argument("--process-concurrency", type=int, default=4)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.flow, args.port, args.applier)
+        return serve(args.flow, args.port, args.applier, args.log_level)
 
     from config.log import configure_logging
     configure_logging(json=True, level="ERROR")
     out = sys.stdout.write
+    server_log = open(args.server_log, "ab")
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--flow", args.flow]
-                              + (["--applier", args.applier] if args.applier else []),
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              + (["--applier", args.applier] if args.applier else [])
+                              + ["--log-level", args.log_level],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=server_log, text=True)
     assert server.stdout is not None and server.stdin is not None
     ready = server.stdout.readline().split()
     port = int(ready[1])
@@ -306,12 +311,12 @@ def main(argv: list[str] | None = None) -> int:
             fast_rate = float("nan")
         if args.rate:
             config = EmulatorConfig(time_scale=1.0, default_sound_s=0.3, idle_timeout_s=600)
-            cpu_server = cpu_seconds(server.pid)
+            cpu_server, cpu_self = cpu_seconds(server.pid), time.process_time()
             result, peak = asyncio.run(_run_open_loop(port, args.flow, args.rate, args.rate_seconds, config, 1.0))
-            cpu_server = cpu_seconds(server.pid) - cpu_server
+            cpu_server, cpu_self = cpu_seconds(server.pid) - cpu_server, time.process_time() - cpu_self
             out(f"open loop: {result.ok}/{result.calls} calls arriving at {args.rate:.0f}/s for {args.rate_seconds:.0f} s "
                 f"(real-time media, 1 s in the queue), up to {peak} at once; server CPU "
-                f"{cpu_server / result.seconds * 100:.0f}% of one core\n")
+                f"{cpu_server / result.seconds * 100:.0f}% of one core, emulator {cpu_self / result.seconds * 100:.0f}%\n")
             out(f"  per-command server turnaround: p50 {pct(result.turnarounds_ms, 0.5):.3f} ms, "
                 f"p99 {pct(result.turnarounds_ms, 0.99):.3f} ms, p99.9 {pct(result.turnarounds_ms, 0.999):.3f} ms, "
                 f"max {max(result.turnarounds_ms or [0]):.1f} ms ({len(result.turnarounds_ms)} commands)\n")
@@ -326,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stdin.close()
         server.wait(30)
+        server_log.close()
     return 0
 
 

@@ -179,6 +179,7 @@ class CommandRecord:
     replies: tuple[str, ...]
     start_s: float
     end_s: float
+    interrupted: bool = False       # cut short by input on the AGI socket (a new command or the server's EOF)
 
 
 @dataclass
@@ -211,6 +212,12 @@ class CallReport:
     first_command_s: float | None = None
     closed_by: str = "server"
     error: str | None = None
+    # How the AGI session ended: "eof" (the server closed or half-closed its side), "idle_timeout" (the
+    # emulator gave up on a silent server), "connection_lost" (a read or write failed).
+    close_reason: str | None = None
+    closed_during: str | None = None    # the command in progress when the server's EOF was seen, if any
+    closed_at_s: float | None = None    # call time at which the emulator saw the server's EOF
+    sighup_sent: bool = False           # the final "HANGUP" res_agi writes to a FastAGI socket after EOF
 
     @property
     def command_lines(self) -> list[str]:

@@ -302,3 +302,148 @@ def test_queue_outcome_parsing() -> None:
         QueueOutcome.parse("answered:colour=blue")
     with pytest.raises(ValueError):
         QueueOutcome.parse("maybe")
+
+
+# ---------------------------------------------------------------- the server closes (or talks) mid-command
+async def raw_call(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any], spec: CallSpec,
+                   config: EmulatorConfig) -> tuple[CallReport, Any, float]:
+    """One call against a raw scripted server (no protocol layer); returns the report, the script's result and
+    the wall-clock seconds the emulated call took."""
+    outcome: dict[str, Any] = {}
+    done = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\n", b""):
+                pass
+            outcome["value"] = await script(reader, writer)
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            outcome["error"] = exc
+        finally:
+            writer.close()
+            done.set()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    started = time.monotonic()
+    try:
+        report = await asyncio.wait_for(run_call("127.0.0.1", server.sockets[0].getsockname()[1], spec, config), 20)
+        elapsed = time.monotonic() - started
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        server.close()
+        await server.wait_closed()
+    if "error" in outcome:
+        raise outcome["error"]
+    return report, outcome.get("value"), elapsed
+
+
+def send_then_close(*lines: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write("".join(f"{line}\n" for line in lines).encode())
+        await writer.drain()   # and the full close in raw_call's finally
+    return script
+
+
+REAL_TIME = EmulatorConfig(time_scale=1.0, sound_seconds={"long": 120.0})
+
+
+async def test_close_during_wait_for_digit_forever_ends_the_call_at_once() -> None:
+    report, _, elapsed = await raw_call(send_then_close("WAIT FOR DIGIT -1"), CallSpec(), REAL_TIME)
+    assert elapsed < 1.0
+    # ast_waitfordigit_full returns 1 when agi->ctrl becomes readable, and handle_waitfordigit prints it
+    assert [(c.line, c.replies, c.interrupted) for c in report.commands] == [("WAIT FOR DIGIT -1", ("200 result=1",), True)]
+    assert (report.close_reason, report.closed_during, report.agistatus, report.hung_up) == \
+        ("eof", "WAIT FOR DIGIT -1", "SUCCESS", False)
+    assert report.duration_s < 1.0 and report.closed_at_s is not None and report.closed_at_s < 1.0
+
+
+async def test_close_during_a_long_stream_file_stops_it_without_a_reply() -> None:
+    report, _, elapsed = await raw_call(send_then_close('STREAM FILE long ""'), CallSpec(), REAL_TIME)
+    assert elapsed < 1.0
+    # handle_streamfile: ast_waitstream_full returned 1 -> "don't print a result line", PLAYBACKSTATUS not set
+    assert [(c.replies, c.interrupted) for c in report.commands] == [((), True)]
+    assert "PLAYBACKSTATUS" not in report.variables
+    assert (report.close_reason, report.closed_during, report.agistatus) == ("eof", 'STREAM FILE long ""', "SUCCESS")
+
+
+@pytest.mark.parametrize("outcome,status,reply", [
+    (QueueOutcome("answered", agent="1001", after_s=300, talk_s=600), "SUCCESS", "200 result=0"),
+    (QueueOutcome("abandon", after_s=400), "HANGUP", "200 result=-1"),
+])
+async def test_close_during_exec_queue_fast_forwards_the_queue(outcome: QueueOutcome, status: str, reply: str) -> None:
+    line = 'EXEC Queue "hotline,c,,,900"'
+    report, _, elapsed = await raw_call(send_then_close(line), CallSpec(caller=CallerScript(queue=outcome)), REAL_TIME)
+    assert elapsed < 1.0
+    # pbx_exec does not look at the AGI socket: the queue runs to its end (in call time), then the reply goes out
+    assert [(c.line, c.replies[0], c.interrupted) for c in report.commands] == [(line, reply, False)]
+    assert report.queue is not None and report.queue.outcome == ("ANSWERED" if status == "SUCCESS" else "ABANDON")
+    assert report.duration_s == pytest.approx(900 if status == "SUCCESS" else 400)
+    assert (report.close_reason, report.closed_during, report.agistatus) == ("eof", line, status)
+
+
+@pytest.mark.parametrize("line,variables,expected", [
+    ('STREAM FILE long ""', {}, b"HANGUP\n"),
+    ("WAIT FOR DIGIT -1", {}, b"200 result=1\nHANGUP\n"),
+    ('STREAM FILE long ""', {"AGISIGHUP": "no"}, b""),
+])
+async def test_half_close_shows_what_asterisk_sends_after_eof(line: str, variables: dict, expected: bytes) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        writer.write(f"{line}\n".encode())
+        writer.write_eof()            # shutdown(SHUT_WR): we can still read what Asterisk sends
+        return await asyncio.wait_for(reader.read(), 5)
+
+    report, received, elapsed = await raw_call(script, CallSpec(variables=variables), REAL_TIME)
+    assert elapsed < 1.0
+    assert received == expected
+    assert report.sighup_sent == (expected.endswith(b"HANGUP\n")) and report.agistatus == "SUCCESS"
+
+
+async def test_a_failure_before_the_close_stays_the_agistatus(tmp_path: Path) -> None:
+    config = EmulatorConfig(time_scale=1.0, sounds_dir=tmp_path)
+    report, _, elapsed = await raw_call(send_then_close('STREAM FILE nope ""', "WAIT FOR DIGIT -1"), CallSpec(), config)
+    assert elapsed < 1.0
+    assert [c.replies for c in report.commands] == [("200 result=-1 endpos=0",), ("200 result=1",)]
+    assert report.agistatus == "FAILURE"
+
+
+async def test_close_between_commands() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        writer.write(b"NOOP\n")
+        return (await reader.readline()).decode()
+
+    report, reply, _ = await raw_call(script, CallSpec(), REAL_TIME)
+    assert reply == "200 result=0\n"
+    assert (report.close_reason, report.closed_during, report.agistatus) == ("eof", None, "SUCCESS")
+    assert not report.commands[0].interrupted
+
+
+@pytest.mark.parametrize("first,first_replies", [('STREAM FILE long ""', ()), ("WAIT FOR DIGIT 60000", ("200 result=1",))])
+async def test_a_new_command_during_a_socket_watching_command_cuts_it_short(first: str, first_replies: tuple) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> list[str]:
+        writer.write(f"{first}\n".encode())
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(b"NOOP\n")
+        await writer.drain()
+        return [(await reader.readline()).decode() for _ in range(len(first_replies) + 1)]
+
+    report, received, elapsed = await raw_call(script, CallSpec(), REAL_TIME)
+    assert elapsed < 1.5
+    assert received == [f"{r}\n" for r in first_replies] + ["200 result=0\n"]
+    assert [(c.line, c.replies, c.interrupted) for c in report.commands] == \
+        [(first, first_replies, True), ("NOOP", ("200 result=0",), False)]
+    assert report.commands[0].end_s == pytest.approx(0.3, abs=0.2)
+
+
+async def test_exec_does_not_watch_the_socket_while_the_server_is_connected() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> list[str]:
+        writer.write(b'EXEC Wait 0.5\n')
+        await asyncio.sleep(0.1)
+        writer.write(b"NOOP\n")      # queued behind the application, as in Asterisk
+        await writer.drain()
+        return [(await reader.readline()).decode() for _ in range(2)]
+
+    report, received, elapsed = await raw_call(script, CallSpec(), REAL_TIME)
+    assert received == ["200 result=0\n", "200 result=0\n"]
+    assert 0.45 <= elapsed < 1.5
+    assert not any(c.interrupted for c in report.commands)
