@@ -5,12 +5,14 @@ The FastAGI server runs every call in a thread of one Python process. Applying t
 for the interpreter lock and shows up as per-command latency. :class:`ApplierProcess` runs the same
 :class:`agi.journal.JournalApplier` in a ``spawn``-ed child that reads the journal files the parent writes:
 
-* the parent's :class:`~agi.journal.Journal` wakes the child after each group commit (``wake`` event);
+* the parent's :class:`~agi.journal.Journal` wakes the child after each group commit (a byte on a
+  non-blocking pipe: nothing the child does or suffers can block the parent's journal writer);
 * the child treats the newest ``journal-N.jsonl`` as the one being written (its torn last line is not
   read; older files are compacted only once wholly applied, exactly as in thread mode);
 * ``store_up``/``applied``/``deferred`` are shared values the parent reads (StoreServices uses
   ``store_up`` to skip a ticket allocation while the database is away);
-* the child exits when asked, and on its own when the parent is gone (it polls its parent's pid).
+* the child exits when asked (after the parent drained the journal), ignores SIGTERM/SIGINT sent to the
+  whole process group, and exits on its own when the parent is gone (it polls its parent's pid).
 
 The checkpoint file (``applied.json``) is the only state that matters across restarts, as in thread mode.
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import select
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,20 +67,43 @@ class _ChildArgs:
     parent_pid: int
 
 
+def _drain_wakeups(fd: int, timeout: float) -> None:
+    """Sleep until the parent pokes the pipe (or ``timeout``), then swallow every poke waiting in it."""
+    ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
+    if ready:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+def _pause(seconds: float, stop: Any) -> None:
+    deadline = time.monotonic() + seconds
+    while not stop.value and time.monotonic() < deadline:
+        time.sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
+
+
 def _child_main(args: _ChildArgs, wake: Any, stop: Any, ready: Any, store_up: Any, applied: Any,
                 deferred: Any) -> None:
     from agi.calls import apply_entries
     from config.log import configure_logging
     from store.db import open_database
 
+    # The parent decides when we stop (it drains the journal first); a signal to the whole process group
+    # (systemd, Ctrl-C) must not cut a batch short. A parent that dies is noticed below.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(json=args.log_json, level=args.log_level)
+    fd = wake.fileno()
+    os.set_blocking(fd, False)
     db = open_database(args.database_url)
     applier = JournalApplier(JournalView(Path(args.directory)),  # type: ignore[arg-type]
                              lambda entries: apply_entries(db, entries, args.timezone))
     ready.set()
     backoff = 0.2
     try:
-        while not stop.is_set():
+        while not stop.value:
             if os.getppid() != args.parent_pid:
                 log.warning("journal_applier_orphaned")
                 break
@@ -85,7 +112,7 @@ def _child_main(args: _ChildArgs, wake: Any, stop: Any, ready: Any, store_up: An
             except Exception as exc:  # noqa: BLE001 - store down: keep the entries, retry later
                 store_up.value = 0
                 log.warning("journal_apply_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
-                stop.wait(backoff)
+                _pause(backoff, stop)          # wake-ups do not shorten it: no retry storm at call rate
                 backoff = min(backoff * 2, applier.max_backoff)
                 continue
             if not store_up.value:
@@ -95,10 +122,10 @@ def _child_main(args: _ChildArgs, wake: Any, stop: Any, ready: Any, store_up: An
             applied.value = applier.applied
             deferred.value = applier.deferred
             if n == 0:
-                wake.wait(min(applier.defer_retry if applier.deferred else applier.idle_wait, PARENT_POLL_SECONDS))
-                wake.clear()
+                _drain_wakeups(fd, min(applier.defer_retry if applier.deferred else applier.idle_wait,
+                                       PARENT_POLL_SECONDS))
             elif n < applier.batch_size:
-                stop.wait(applier.linger)
+                _pause(applier.linger, stop)
     finally:
         db.dispose()
 
@@ -115,25 +142,36 @@ class ApplierProcess:
         self.directory = journal.directory
         level = log_level or logging.getLevelName(logging.getLogger().getEffectiveLevel())
         self._args = _ChildArgs(str(journal.directory), database_url, timezone, log_json, level, os.getpid())
-        self._wake = _CTX.Event()
-        self._stop = _CTX.Event()
+        # Wake-ups and stop requests never block the parent, whatever state the child is in: a
+        # multiprocessing Event's set() waits for its sleepers to wake, and a child killed in its sleep
+        # would then freeze the journal writer (and with it every call). A poke is one byte written to a
+        # non-blocking pipe; a full pipe means the child has wake-ups pending anyway.
+        self._wake_r, self._wake_w = _CTX.Pipe(duplex=False)
+        os.set_blocking(self._wake_w.fileno(), False)
+        self._stop = _CTX.Value("b", 0, lock=False)
         self._ready = _CTX.Event()
         self._store_up = _CTX.Value("b", 1, lock=False)
         self._applied = _CTX.Value("q", 0, lock=False)
         self._deferred = _CTX.Value("q", 0, lock=False)
         self._process: Any = None
-        journal.on_append(self._wake.set)
+        journal.on_append(self._poke)
 
     def start(self, timeout: float = 60.0) -> "ApplierProcess":
         self._process = _CTX.Process(
             target=_child_main, name="journal-applier", daemon=True,
-            args=(self._args, self._wake, self._stop, self._ready, self._store_up, self._applied, self._deferred))
+            args=(self._args, self._wake_r, self._stop, self._ready, self._store_up, self._applied, self._deferred))
         self._process.start()
         if not self._ready.wait(timeout):
             self._process.kill()
             raise ApplierProcessError(f"the journal applier process did not start within {timeout:.0f} s")
         log.info("journal_applier_process_started", pid=self._process.pid)
         return self
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._wake_w.fileno(), b"\0")
+        except (BlockingIOError, OSError):
+            pass
 
     @property
     def store_up(self) -> bool:
@@ -168,15 +206,15 @@ class ApplierProcess:
                 return True
             if not self.alive:
                 return False
-            self._wake.set()
+            self._poke()
             time.sleep(0.02)
         return not self.pending()
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._process is None:
             return
-        self._stop.set()
-        self._wake.set()
+        self._stop.value = 1
+        self._poke()
         self._process.join(timeout)
         if self._process.is_alive():
             log.warning("journal_applier_process_killed", pid=self._process.pid)

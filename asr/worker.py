@@ -194,13 +194,14 @@ class Worker:
         self._parent = os.getppid()
         self._current: jobs.ClaimedJob | None = None
         self._interruptible = False
+        self._terminating = False       # set by SIGTERM (a plain flag: see on_sigterm)
 
     # -- loop ---------------------------------------------------------------------------------------
 
     def run(self) -> ExitCode:
         log.info("asr.worker.started", owner=self.owner, min_priority=self.config.min_priority, pid=os.getpid())
         try:
-            while not self.stop.is_set():
+            while not self._terminating and not self.stop.is_set():
                 if self.config.max_jobs and self.jobs_done >= self.config.max_jobs:
                     log.info("asr.worker.recycle", owner=self.owner, reason="max_jobs", jobs=self.jobs_done)
                     return ExitCode.RECYCLE_JOBS
@@ -301,7 +302,13 @@ class Worker:
     # -- signals ------------------------------------------------------------------------------------
 
     def on_sigterm(self, _signum: int, _frame: Any) -> None:
-        self.stop.set()
+        """Stop after the current job, or at once while transcribing (the job is given back).
+
+        Only a flag: the signal usually arrives while this thread sleeps in ``self.stop.wait()`` (a
+        ``multiprocessing`` event when the pool runs us), and setting that event from here deadlocks:
+        its ``notify`` waits for the sleeper, which is this very thread, to wake up. The wait returns after
+        ``poll_seconds`` and the loop sees the flag."""
+        self._terminating = True
         if self._interruptible:
             raise WorkerShutdown()
 

@@ -343,6 +343,10 @@ class EmulatedCall:
             if self._idle_handle is not None:
                 self._idle_handle.cancel()
             reader_task.cancel()
+            try:
+                await reader_task
+            except (asyncio.CancelledError, ConnectionError, OSError):
+                pass
             self._finish()
             await self._close()
         return self.report

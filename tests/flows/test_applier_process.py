@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -61,11 +62,19 @@ def test_a_killed_child_loses_nothing_and_duplicates_nothing(sqlite_db, tmp_path
     for i in range(5):
         _run_call(shipped_flows, engine_config, records, f"710.{i}", hangup_at=2)
     assert first.drain(timeout=20)
+    time.sleep(1.0)                                  # the child is idle, asleep waiting for a wake-up
     os.kill(first._process.pid, signal.SIGKILL)
     first._process.join(5)
     assert not first.alive
-    for i in range(5, 10):
-        _run_call(shipped_flows, engine_config, records, f"710.{i}", queue=[QueuePlan(member="1002", hold=5, wait=5)])
+
+    def more_calls() -> None:
+        for i in range(5, 10):
+            _run_call(shipped_flows, engine_config, records, f"710.{i}",
+                      queue=[QueuePlan(member="1002", hold=5, wait=5)])
+    caller = threading.Thread(target=more_calls, daemon=True)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive(), "calls blocked on the journal after the applier child died"
     assert not first.drain(timeout=0.5)           # nobody applies while the child is dead
     assert _count(sqlite_db) == 5
     second = ApplierProcess(journal, sqlite_db.url, "Asia/Shanghai").start()

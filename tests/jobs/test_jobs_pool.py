@@ -94,3 +94,27 @@ def test_stop_gives_the_running_job_back(db: Database, tmp_path: Path, monkeypat
 def test_pool_needs_a_worker(db: Database) -> None:
     with pytest.raises(PoolError):
         _pool(db, processes=0, fast=0)
+
+
+def test_sigterm_to_the_whole_group_stops_idle_workers(db: Database) -> None:
+    """systemd, `timeout` and Ctrl-\\ signal the whole process group: idle workers get SIGTERM while they sleep
+    in their stop event's wait, then the pool asks them to stop. Neither side may hang."""
+    import threading
+    import time
+
+    worker = WorkerConfig(database_url=db.url, lease_seconds=10, poll_seconds=1.0, transcriber_factory=FACTORY)
+    pool = WorkerPool(PoolConfig(worker=worker, processes=2, fast_path_workers=1, restart_backoff_seconds=0.1,
+                                 stop_grace_seconds=5))
+    pool.start()
+    pids = pool.pids()
+    assert len(pids) == 3
+    time.sleep(1.0)                      # all idle, waiting on their stop events
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    stopper = threading.Thread(target=pool.stop, daemon=True)
+    started = time.monotonic()
+    stopper.start()
+    stopper.join(20)
+    assert not stopper.is_alive(), "pool.stop() hung on a worker that took SIGTERM in its wait"
+    assert time.monotonic() - started < 10
+    assert pool.pids() == []
