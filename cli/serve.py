@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
 import sys
 from contextlib import AsyncExitStack
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from agi.flowdef import FlowError
 from agi.flows import FlowRuntime, MissingPrompts, adopt_orphan_journals
+from agi.journal import JournalError
 from agi.process_agi import FLOW_HANDLERS, resolve_handler
 from agi.server import options_from_settings, start_server_async
 from asr.pool import PoolConfig, WorkerPool
@@ -55,8 +57,14 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"首次启动：已创建管理员 admin，一次性密码 {password} （只显示这一次，请登录后修改）\n")
     try:
         return asyncio.run(_serve(args, settings, db))
-    except (FlowError, MissingPrompts) as exc:
+    except (FlowError, MissingPrompts, JournalError) as exc:
         sys.stderr.write(f"hotline serve: {exc}\n")
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        sys.stderr.write(f"hotline serve: cannot listen: {exc.strerror} ({exc}); is another `hotline serve` "
+                         f"running? Change agi.port / web.port or stop it\n")
         return 2
     finally:
         db.dispose()
