@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             result, peak = asyncio.run(_run_phase(port, args.flow, args.hold, args.hold, config, args.hold_seconds))
             out(f"hold: {result.ok}/{result.calls} calls completed, {peak} held at once for {args.hold_seconds:.0f} s "
                 f"in EXEC Queue; wall {result.seconds:.1f} s; server peak RSS {peak_rss_mb(server.pid):.1f} MB\n")
-            out(f"  per-command server turnaround with real-time media: p50 {pct(result.turnarounds_ms, 0.5):.3f} ms, "
+            out(f"  per-command server turnaround, all {args.hold} calls arriving at once: p50 {pct(result.turnarounds_ms, 0.5):.3f} ms, "
                 f"p99 {pct(result.turnarounds_ms, 0.99):.3f} ms ({len(result.turnarounds_ms)} commands)\n")
         if args.walks:
             config = EmulatorConfig(time_scale=0.0)
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 expected = args.walks + (args.hold or 0)
                 complete, lag = _store_complete(expected, timeout_s=120.0)
                 out(f"  records complete in the store: {complete}/{expected}, the last "
-                    f"{lag:.2f} s after the last walk ended ({expected / (result.seconds + lag):.0f} walks/s "
+                    f"{lag:.2f} s after the last walk ended ({result.ok / (result.seconds + lag):.0f} walks/s "
                     f"counted to the last stored record)\n")
             fast_rate = result.rate
         else:

@@ -138,6 +138,8 @@ class EmulatedCall:
         self._idle_handle: asyncio.TimerHandle | None = None
         # the AGI socket, read by _read_loop all the time
         self._lines: deque[bytes] = deque()
+        self._line_at: deque[float] = deque()     # perf_counter() when each line was read off the socket
+        self._line_received = 0.0
         self._partial = bytearray()
         self._eof = False
         self._wake = asyncio.Event()
@@ -254,14 +256,17 @@ class EmulatedCall:
                     break
                 self._arrivals += 1
                 self._partial += chunk
+                at = time.perf_counter()
                 while (cut := self._partial.find(b"\n")) >= 0:
                     self._lines.append(bytes(self._partial[:cut + 1]))
+                    self._line_at.append(at)
                     del self._partial[:cut + 1]
                 self._wake.set()
         except (ConnectionError, OSError):
             pass
         if self._partial:
             self._lines.append(bytes(self._partial))
+            self._line_at.append(time.perf_counter())
             self._partial.clear()
         self._eof = True
         if self._busy:
@@ -281,7 +286,9 @@ class EmulatedCall:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise asyncio.TimeoutError
-            await asyncio.wait_for(self._wake.wait(), remaining)
+            async with asyncio.timeout(remaining):     # no extra task per command, unlike wait_for
+                await self._wake.wait()
+        self._line_received = self._line_at.popleft()
         return self._lines.popleft()
 
     async def _send(self, lines: list[str]) -> None:
@@ -317,7 +324,7 @@ class EmulatedCall:
                     self.report.close_reason = "eof"
                     self._mark_closed(self._clock())
                     break
-                received = time.perf_counter()
+                received = self._line_received   # read off the socket (not when this task got to it)
                 if self._commands_seen == 0:
                     self.report.first_command_s = received - last_reply
                 else:
