@@ -232,13 +232,14 @@ class FlowRun:
     """One AGI session running a flow (and the flows it jumps to) over one channel."""
 
     def __init__(self, flows: Mapping[str, Flow], channel: Channel, sink: RecordSink, services: Services,
-                 config: EngineConfig, args: tuple[str, ...] = ()) -> None:
+                 config: EngineConfig, args: tuple[str, ...] = (), linkedid: str | None = None) -> None:
         self.flows = flows
         self.channel = channel
         self.sink = sink
         self.services = services
         self.config = config
         self.args = args
+        self.linkedid = linkedid        # already asked by the server (saves a round trip), else asked here
 
     # ------------------------------------------------------------------ helpers used by nodes
     def now(self) -> datetime:
@@ -260,6 +261,19 @@ class FlowRun:
         except ChannelHungUp:
             return ""
 
+    def vars(self, *names: str) -> dict[str, str]:
+        """Several plain channel variables in one round trip (``GET FULL VARIABLE ${A}|${B}|…``, which works
+        in dead mode too); unset → ''. When a value holds the separator the parts do not add up and each
+        variable is asked on its own."""
+        try:
+            joined: str | None = self.channel.get_full_variable("|".join(f"${{{n}}}" for n in names))
+        except ChannelHungUp:
+            joined = None
+        parts = joined.split("|") if joined is not None else []
+        if len(parts) == len(names):
+            return dict(zip(names, parts))
+        return {n: self.var(n) for n in names}
+
     def set_var(self, name: str, value: str) -> None:
         try:
             self.channel.set_variable(name, value)
@@ -278,11 +292,12 @@ class FlowRun:
     # ------------------------------------------------------------------ the session
     def _record_id(self) -> str:
         env = self.channel.env
-        linkedid = ""
-        try:
-            linkedid = self.channel.get_variable("CHANNEL(linkedid)") or ""
-        except ChannelHungUp:
-            linkedid = ""
+        linkedid = self.linkedid or ""
+        if not linkedid:
+            try:
+                linkedid = self.channel.get_variable("CHANNEL(linkedid)") or ""
+            except ChannelHungUp:
+                linkedid = ""
         return linkedid or env.get("agi_uniqueid", "") or f"unknown-{self.now().timestamp():.6f}"
 
     def begin(self, flow: Flow) -> CallContext:

@@ -104,15 +104,16 @@ class FlowRuntime:
         log.info("flows_loaded", flows=sorted(flows))
         return runtime
 
-    def run(self, flow_name: str, channel: Channel, args: tuple[str, ...] = ()) -> Any:
+    def run(self, flow_name: str, channel: Channel, args: tuple[str, ...] = (), linkedid: str | None = None) -> Any:
         try:
-            return FlowRun(self.flows, channel, self.records, self.services, self.config, args).run(flow_name)
+            return FlowRun(self.flows, channel, self.records, self.services, self.config, args,
+                           linkedid=linkedid).run(flow_name)
         finally:
             unbind_call()
 
     def handler(self, flow_name: str) -> Handler:
         def handle(agi: Any, request: Any) -> None:
-            self.run(flow_name, agi, request_args(request, agi))
+            self.run(flow_name, agi, request_args(request, agi), getattr(request, "linkedid", None))
         handle.__name__ = f"flow_{flow_name.replace('-', '_')}"
         return handle
 

@@ -193,11 +193,12 @@ def queue(run: "FlowRun", ctx: "CallContext", node: Node) -> "NodeResult":
         run.channel.exec_app("Queue", _queue_args(run, name, options, timeout, gosub))
     except ChannelHungUp:
         ctx.hung_up = True
-        _note_answer(run, ctx, round_start, ended_by=None)
+        _note_answer(run, ctx, round_start, ended_by=None, values=run.vars(*QUEUE_RESULT_VARS))
         raise
-    status = run.var("QUEUESTATUS")
+    values = run.vars(*QUEUE_RESULT_VARS)
+    status = values["QUEUESTATUS"]
     ctx.last_queue_status = status
-    if _note_answer(run, ctx, round_start, ended_by="坐席"):
+    if _note_answer(run, ctx, round_start, ended_by="坐席", values=values):
         ctx.step(f"{node.id}:answered")
         return node.opts["answered"]
     if run.channel.hung_up:
@@ -218,13 +219,18 @@ def queue(run: "FlowRun", ctx: "CallContext", node: Node) -> "NodeResult":
 NOT_QUEUED = frozenset({"JOINEMPTY", "JOINUNAVAIL", "FULL"})
 
 
-def _note_answer(run: "FlowRun", ctx: "CallContext", round_start: datetime, ended_by: str | None) -> bool:
+# What Queue() leaves on the caller's channel, asked in one round trip after it returns.
+QUEUE_RESULT_VARS = ("QUEUESTATUS", "MEMBERNAME", "QEHOLDTIME")
+
+
+def _note_answer(run: "FlowRun", ctx: "CallContext", round_start: datetime, ended_by: str | None,
+                 values: dict[str, str]) -> bool:
     """After Queue returned: was the caller bridged to an agent? (MEMBERNAME is set by setinterfacevar)."""
-    member = run.var("MEMBERNAME")
+    member = values.get("MEMBERNAME", "")
     if not member:
         return False
     known = run.sink.known(ctx.record_id) or {}
-    hold = run.var("QEHOLDTIME")
+    hold = values.get("QEHOLDTIME", "")
     if known.get("answered_at"):
         answered = known["answered_at"]
         ctx.answered_at = datetime.fromisoformat(answered) if isinstance(answered, str) else answered

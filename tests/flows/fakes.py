@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -119,7 +121,10 @@ class FakeChannel:
         return self.vars.get(name) or None
 
     def get_full_variable(self, expression: str) -> str:
-        return "0"
+        """``${NAME}`` substituted from the channel's variables; functions such as QUEUE_WAITING_COUNT → 0."""
+        if "(" in expression:
+            return "0"
+        return re.sub(r"\$\{([^}]*)\}", lambda m: self.vars.get(m.group(1), ""), expression)
 
     def set_variable(self, name: str, value: str) -> None:
         self.vars[name] = value

@@ -310,3 +310,25 @@ def test_hangup_at_every_step_leaves_a_valid_record(shipped_flows, engine_config
             assert rec["callback_required"] is True
         assert rec["hangup_party"] in ("诉求人", "坐席", "系统")
     assert len(seen) >= 2, seen
+
+
+def test_vars_asks_several_variables_in_one_round_trip(shipped_flows, engine_config):
+    clock = Clock()
+    channel = FakeChannel(clock)
+    flow_run = FlowRun(shipped_flows, channel, MemorySink(), FakeServices(clock), engine_config)
+    channel.vars.update(QUEUESTATUS="CONTINUE", MEMBERNAME="1001")
+    asked: list[str] = []
+    channel.get_full_variable = lambda expr: asked.append(expr) or FakeChannel.get_full_variable(channel, expr)
+    assert flow_run.vars("QUEUESTATUS", "MEMBERNAME", "QEHOLDTIME") == {
+        "QUEUESTATUS": "CONTINUE", "MEMBERNAME": "1001", "QEHOLDTIME": ""}
+    assert asked == ["${QUEUESTATUS}|${MEMBERNAME}|${QEHOLDTIME}"]
+    channel.vars["MEMBERNAME"] = "a|b"          # a value with the separator: each variable on its own
+    assert flow_run.vars("QUEUESTATUS", "MEMBERNAME") == {"QUEUESTATUS": "CONTINUE", "MEMBERNAME": "a|b"}
+
+
+def test_server_linkedid_saves_the_engine_a_round_trip(shipped_flows, engine_config):
+    clock = Clock()
+    channel = FakeChannel(clock, queue=[QueuePlan(member="1001", hold=3, wait=10)], inputs=["1"])
+    sink = MemorySink()
+    FlowRun(shipped_flows, channel, sink, FakeServices(clock), engine_config, linkedid="77.1").run("main")
+    assert list(sink.records) == ["77.1"]       # not the channel's CHANNEL(linkedid), 1795900000.1
