@@ -7,7 +7,14 @@ Phases:
   hold        N calls held at once in EXEC Queue (real time): peak concurrent calls, server peak RSS
   throughput  complete IVR walks with no emulated media time: walks/s, per-command server overhead p50/p99
               (emulator-side: from writing a reply to reading the next command, i.e. the server's turnaround)
+  open loop   (--rate R) calls arriving at R a second (Poisson) with real-time media: per-command turnaround
+              under a given offered load rather than the queueing of a saturated closed loop
   process     the same walk as process AGI, one `hotline-agi` Python process per call (classic pyst2 way)
+
+The shipped flows (``--flow main``) run as `hotline serve` runs them: FlowRuntime with the fsync'd journal and
+the applier (``--applier process|thread``, default settings.agi.applier); the throughput phase then waits
+until every record is complete in the store and says how long after the last walk that was. Settings come
+from the environment as usual (HOTLINE_DATABASE__URL, HOTLINE_AGI__JOURNAL_DIR, …).
 
 `--flow NAME` uses a handler from ``agi.process_agi.FLOW_HANDLERS`` (e.g. the real "main" flow once the flow
 engine registers it); the default "bench-ivr" is a built-in realistic walk defined here.
@@ -23,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,37 +154,49 @@ def _spec(i: int, flow: str, hold_s: float, digits: str) -> CallSpec:
                                                                                  after_s=hold_s, talk_s=0.0)))
 
 
-async def _run_phase(port: int, flow: str, calls: int, concurrency: int, config: EmulatorConfig, hold_s: float,
-                     watch_pid: int | None = None) -> tuple[PhaseResult, int]:
+@dataclass
+class _Tally:
+    """What the calls of one phase saw, collected as they end."""
+
+    turnarounds_ms: list[float] = field(default_factory=list)
+    first_ms: list[float] = field(default_factory=list)
+    ok: int = 0
+    active: int = 0
+    peak: int = 0
+
+    async def call(self, port: int, spec: CallSpec, config: EmulatorConfig) -> None:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            report = await run_call("127.0.0.1", port, spec, config)
+        finally:
+            self.active -= 1
+        if report.error is None and report.commands and report.queue is not None:
+            self.ok += 1
+            self.turnarounds_ms.extend(t * 1000 for t in report.turnarounds_s)
+            if report.first_command_s is not None:
+                self.first_ms.append(report.first_command_s * 1000)
+
+    def result(self, calls: int, elapsed: float, outcomes: list[object]) -> tuple[PhaseResult, int]:
+        errors = [r for r in outcomes if isinstance(r, BaseException)]
+        if errors:
+            sys.stderr.write(f"  {len(errors)} calls failed, first: {errors[0]!r}\n")
+        return PhaseResult(calls, self.ok, elapsed, self.turnarounds_ms, self.first_ms), self.peak
+
+
+async def _run_phase(port: int, flow: str, calls: int, concurrency: int, config: EmulatorConfig,
+                     hold_s: float) -> tuple[PhaseResult, int]:
+    """``calls`` calls, at most ``concurrency`` at once (a closed loop: a new call starts when one ends)."""
     sem = asyncio.Semaphore(concurrency)
-    active = 0
-    peak = 0
-    turnarounds: list[float] = []
-    firsts: list[float] = []
-    ok = 0
+    tally = _Tally()
 
     async def one(i: int) -> None:
-        nonlocal active, peak, ok
         async with sem:
-            active += 1
-            peak = max(peak, active)
-            try:
-                report = await run_call("127.0.0.1", port, _spec(i, flow, hold_s, "1"), config)
-            finally:
-                active -= 1
-            if report.error is None and report.commands and report.queue is not None:
-                ok += 1
-                turnarounds.extend(t * 1000 for t in report.turnarounds_s)
-                if report.first_command_s is not None:
-                    firsts.append(report.first_command_s * 1000)
+            await tally.call(port, _spec(i, flow, hold_s, "1"), config)
 
     started = time.perf_counter()
-    results = await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
-    elapsed = time.perf_counter() - started
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        sys.stderr.write(f"  {len(errors)} calls failed, first: {errors[0]!r}\n")
-    return PhaseResult(calls, ok, elapsed, turnarounds, firsts), peak
+    outcomes = await asyncio.gather(*(one(i) for i in range(calls)), return_exceptions=True)
+    return tally.result(calls, time.perf_counter() - started, outcomes)
 
 
 async def _run_open_loop(port: int, flow: str, rate: float, seconds: float, config: EmulatorConfig,
@@ -185,42 +204,17 @@ async def _run_open_loop(port: int, flow: str, rate: float, seconds: float, conf
     """Calls arrive at ``rate`` a second (Poisson, seeded) for ``seconds``, whatever the server's pace: the
     per-command turnaround under a given offered load, not the queueing of a saturated closed loop."""
     rng = random.Random(seed)
-    active = 0
-    peak = 0
-    turnarounds: list[float] = []
-    firsts: list[float] = []
-    ok = 0
-
-    async def one(i: int) -> None:
-        nonlocal active, peak, ok
-        active += 1
-        peak = max(peak, active)
-        try:
-            report = await run_call("127.0.0.1", port, _spec(i, flow, hold_s, "1"), config)
-        finally:
-            active -= 1
-        if report.error is None and report.commands and report.queue is not None:
-            ok += 1
-            turnarounds.extend(t * 1000 for t in report.turnarounds_s)
-            if report.first_command_s is not None:
-                firsts.append(report.first_command_s * 1000)
-
+    tally = _Tally()
     loop = asyncio.get_running_loop()
     started = loop.time()
     tasks = []
     due = started
-    i = 0
     while due - started < seconds:
         await asyncio.sleep(max(0.0, due - loop.time()))
-        tasks.append(asyncio.create_task(one(i)))
-        i += 1
+        tasks.append(asyncio.create_task(tally.call(port, _spec(len(tasks), flow, hold_s, "1"), config)))
         due += rng.expovariate(rate)
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    elapsed = loop.time() - started
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        sys.stderr.write(f"  {len(errors)} calls failed, first: {errors[0]!r}\n")
-    return PhaseResult(len(tasks), ok, elapsed, turnarounds, firsts), peak
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    return tally.result(len(tasks), loop.time() - started, outcomes)
 
 
 async def _process_phase(flow: str, calls: int, concurrency: int) -> PhaseResult:

@@ -16,6 +16,7 @@ from agi.emulator import (CallerScript, CallReport, CallSpec, EmulatorConfig, Qu
                           run_calls)
 from agi.protocol import HotlineAGI
 from agi.request import AgiRequest
+from scripted_server import raw_call
 
 Flow = Callable[[HotlineAGI, AgiRequest], Any]
 
@@ -305,38 +306,6 @@ def test_queue_outcome_parsing() -> None:
 
 
 # ---------------------------------------------------------------- the server closes (or talks) mid-command
-async def raw_call(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any], spec: CallSpec,
-                   config: EmulatorConfig) -> tuple[CallReport, Any, float]:
-    """One call against a raw scripted server (no protocol layer); returns the report, the script's result and
-    the wall-clock seconds the emulated call took."""
-    outcome: dict[str, Any] = {}
-    done = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\n", b""):
-                pass
-            outcome["value"] = await script(reader, writer)
-        except Exception as exc:  # noqa: BLE001 - re-raised below
-            outcome["error"] = exc
-        finally:
-            writer.close()
-            done.set()
-
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    started = time.monotonic()
-    try:
-        report = await asyncio.wait_for(run_call("127.0.0.1", server.sockets[0].getsockname()[1], spec, config), 20)
-        elapsed = time.monotonic() - started
-        await asyncio.wait_for(done.wait(), 5)
-    finally:
-        server.close()
-        await server.wait_closed()
-    if "error" in outcome:
-        raise outcome["error"]
-    return report, outcome.get("value"), elapsed
-
-
 def send_then_close(*lines: str) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write("".join(f"{line}\n" for line in lines).encode())

@@ -15,9 +15,7 @@ from agi.emulator import CallReport, CallSpec, EmulatorConfig, run_call
 from agi.emulator.usage import RECORDED, USAGE
 from agi.emulator.wire import COMMANDS, USAGE_HEAD, USAGE_TAIL, c_atoi, find_command, scan_float, scan_int
 from fixture_log import FIXTURE_DIR, parse_log
-
-Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[object]]
-
+from scripted_server import Script, raw_call
 
 async def read_reply(reader: asyncio.StreamReader) -> list[str]:
     """One answer: a single line, a whole 520 block, or GOSUB's 100 line plus its final line; an unsolicited
@@ -37,31 +35,8 @@ async def read_reply(reader: asyncio.StreamReader) -> list[str]:
 async def scripted_call(script: Script, spec: CallSpec | None = None,
                         config: EmulatorConfig = EmulatorConfig()) -> tuple[CallReport, object]:
     """Run one emulated call against a server that runs ``script`` after the environment block."""
-    outcome: dict[str, object] = {}
-    done = asyncio.Event()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\n", b""):
-                pass
-            outcome["value"] = await script(reader, writer)
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            outcome["error"] = exc
-        finally:
-            writer.close()
-            done.set()
-
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        report = await run_call("127.0.0.1", port, spec or CallSpec(), config)
-        await asyncio.wait_for(done.wait(), 5)
-    finally:
-        server.close()
-        await server.wait_closed()
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return report, outcome.get("value")
+    report, value, _ = await raw_call(script, spec or CallSpec(), config)
+    return report, value
 
 
 async def exchange(lines: list[str], spec: CallSpec | None = None,
