@@ -45,6 +45,7 @@ class ServerOptions:
     backlog: int = 1024
     fetch_linkedid: bool = True      # ask CHANNEL(linkedid) once, bind it to the logs, put it in the request
     stop_grace_s: float = 10.0
+    reuse_port: bool = False         # several server processes on one port (SO_REUSEPORT: the kernel spreads calls)
 
 
 def options_from_settings(agi_settings: object, **overrides: object) -> ServerOptions:
@@ -81,7 +82,7 @@ class FastAGIServer:
         if self._listener is not None:
             raise RuntimeError("server already started")
         listener = socket.create_server((self.options.host, self.options.port), backlog=self.options.backlog,
-                                        reuse_port=False)
+                                        reuse_port=self.options.reuse_port)
         listener.settimeout(0.5)
         self._listener = listener
         self.address = listener.getsockname()[:2]

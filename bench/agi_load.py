@@ -32,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -63,8 +64,45 @@ def _store_complete(expected: int, timeout_s: float) -> tuple[int, float]:
         db.dispose()
 
 
+class _Servers:
+    """The FastAGI server process(es) under test; figures are summed over them (and their children)."""
+
+    def __init__(self, args: argparse.Namespace, log: Any) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        self.port = 0
+        for index in range(max(args.servers, 1)):
+            proc = subprocess.Popen([sys.executable, __file__, "--serve", "--flow", args.flow, "--port", str(self.port),
+                                     "--index", str(index), "--servers", str(args.servers), "--log-level", args.log_level]
+                                    + (["--applier", args.applier] if args.applier else []),
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+            assert proc.stdout is not None
+            self.port = int(proc.stdout.readline().split()[1])
+            self.procs.append(proc)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def peak_rss_mb(self) -> float:
+        return sum(peak_rss_mb(p.pid) for p in self.procs)
+
+    def rss_mb(self) -> float:
+        return sum(current_rss_mb(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            assert p.stdin is not None
+            p.stdin.close()
+        for p in self.procs:
+            p.wait(30)
+
+
 # ---------------------------------------------------------------- server process
-def serve(flow: str, port: int, applier: str | None = None, log_level: str = "INFO") -> int:
+def serve(flow: str, port: int, applier: str | None = None, log_level: str = "INFO", index: int = 0,
+          reuse_port: bool = False) -> int:
     from agi.server import ServerOptions, start_server
     from config.log import configure_logging
 
@@ -75,12 +113,14 @@ def serve(flow: str, port: int, applier: str | None = None, log_level: str = "IN
         from agi.flows import FlowRuntime
         from agi.process_agi import FLOW_HANDLERS
         from config import load_settings
-        runtime = FlowRuntime.start(load_settings(), applier_mode=applier)
+        settings = load_settings()
+        journal = Path(settings.agi.journal_dir) / f"server-{index}" if reuse_port else None
+        runtime = FlowRuntime.start(settings, applier_mode=applier, journal_dir=journal)
         runtime.install(FLOW_HANDLERS)
     lookup_handler(flow)  # fail early on an unknown flow
     # each script to its own flow, as `hotline serve` does: the Queue gosub's agent session runs agent-connect
     server = start_server(resolve=resolve_handler, options=ServerOptions(port=port, max_sessions=10000,
-                                                                         stop_grace_s=2.0))
+                                                                         stop_grace_s=2.0, reuse_port=reuse_port))
     assert server.address is not None
     sys.stdout.write(f"READY {server.address[1]}\n")
     sys.stdout.flush()
@@ -256,36 +296,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-concurrency", type=int, default=4)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--servers", type=int, default=1,
+                        help="FastAGI server processes on one port (SO_REUSEPORT), each with its own journal")
     args = parser.parse_args(argv)
     if args.serve:
-        return serve(args.flow, args.port, args.applier, args.log_level)
+        return serve(args.flow, args.port, args.applier, args.log_level, args.index, args.servers > 1)
 
     from config.log import configure_logging
     configure_logging(json=True, level="ERROR")
     out = sys.stdout.write
     server_log = open(args.server_log, "ab")
-    server = subprocess.Popen([sys.executable, __file__, "--serve", "--flow", args.flow]
-                              + (["--applier", args.applier] if args.applier else [])
-                              + ["--log-level", args.log_level],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=server_log, text=True)
-    assert server.stdout is not None and server.stdin is not None
-    ready = server.stdout.readline().split()
-    port = int(ready[1])
-    out(f"FastAGI server pid {server.pid} on port {port}, flow {args.flow!r}, {os.cpu_count()} CPUs\n")
-    out(f"server RSS at start: {current_rss_mb(server.pid):.1f} MB\n")
+    servers = _Servers(args, server_log)
+    port = servers.port
+    out(f"FastAGI server pids {servers.pids} on port {port}, flow {args.flow!r}, {os.cpu_count()} CPUs\n")
+    out(f"server RSS at start: {servers.rss_mb():.1f} MB\n")
     try:
         if args.hold:
             config = EmulatorConfig(time_scale=1.0, default_sound_s=0.3, idle_timeout_s=600)
             result, peak = asyncio.run(_run_phase(port, args.flow, args.hold, args.hold, config, args.hold_seconds))
             out(f"hold: {result.ok}/{result.calls} calls completed, {peak} held at once for {args.hold_seconds:.0f} s "
-                f"in EXEC Queue; wall {result.seconds:.1f} s; server peak RSS {peak_rss_mb(server.pid):.1f} MB\n")
+                f"in EXEC Queue; wall {result.seconds:.1f} s; server peak RSS {servers.peak_rss_mb():.1f} MB\n")
             out(f"  per-command server turnaround, all {args.hold} calls arriving at once: p50 {pct(result.turnarounds_ms, 0.5):.3f} ms, "
                 f"p99 {pct(result.turnarounds_ms, 0.99):.3f} ms ({len(result.turnarounds_ms)} commands)\n")
         if args.walks:
             config = EmulatorConfig(time_scale=0.0)
-            cpu_server, cpu_self = cpu_seconds(server.pid), time.process_time()
+            cpu_server, cpu_self = servers.cpu_seconds(), time.process_time()
             result, _ = asyncio.run(_run_phase(port, args.flow, args.walks, args.concurrency, config, 0.0))
-            cpu_server, cpu_self = cpu_seconds(server.pid) - cpu_server, time.process_time() - cpu_self
+            cpu_server, cpu_self = servers.cpu_seconds() - cpu_server, time.process_time() - cpu_self
             out(f"throughput: {result.ok}/{result.calls} IVR walks in {result.seconds:.2f} s = {result.rate:.0f} walks/s "
                 f"({args.concurrency} in flight), {len(result.turnarounds_ms)} commands\n")
             out(f"  CPU: server {cpu_server:.2f} s ({cpu_server / max(result.ok, 1) * 1000:.2f} ms a walk), "
@@ -305,9 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             fast_rate = float("nan")
         if args.rate:
             config = EmulatorConfig(time_scale=1.0, default_sound_s=0.3, idle_timeout_s=600)
-            cpu_server, cpu_self = cpu_seconds(server.pid), time.process_time()
+            cpu_server, cpu_self = servers.cpu_seconds(), time.process_time()
             result, peak = asyncio.run(_run_open_loop(port, args.flow, args.rate, args.rate_seconds, config, 1.0))
-            cpu_server, cpu_self = cpu_seconds(server.pid) - cpu_server, time.process_time() - cpu_self
+            cpu_server, cpu_self = servers.cpu_seconds() - cpu_server, time.process_time() - cpu_self
             out(f"open loop: {result.ok}/{result.calls} calls arriving at {args.rate:.0f}/s for {args.rate_seconds:.0f} s "
                 f"(real-time media, 1 s in the queue), up to {peak} at once; server CPU "
                 f"{cpu_server / result.seconds * 100:.0f}% of one core, emulator {cpu_self / result.seconds * 100:.0f}%\n")
@@ -316,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"max {max(result.turnarounds_ms or [0]):.1f} ms ({len(result.turnarounds_ms)} commands)\n")
             out(f"  session set-up (connect → first command): p50 {pct(result.first_ms, 0.5):.3f} ms, "
                 f"p99 {pct(result.first_ms, 0.99):.3f} ms\n")
-        out(f"server peak RSS overall: {peak_rss_mb(server.pid):.1f} MB\n")
+        out(f"server peak RSS overall: {servers.peak_rss_mb():.1f} MB\n")
         if args.process_calls:
             proc = asyncio.run(_process_phase(args.flow, args.process_calls, args.process_concurrency))
             out(f"process AGI baseline: {proc.ok}/{proc.calls} walks in {proc.seconds:.2f} s = {proc.rate:.1f} walks/s "
@@ -324,8 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             if fast_rate == fast_rate and proc.rate:       # a throughput phase ran
                 out(f"FastAGI / process AGI: {fast_rate / proc.rate:.1f}x\n")
     finally:
-        server.stdin.close()
-        server.wait(30)
+        servers.stop()
         server_log.close()
     return 0
 

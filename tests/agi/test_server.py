@@ -255,3 +255,29 @@ async def test_process_agi_runs_the_same_handler_over_stdin_stdout() -> None:
         os.environ.pop("HOTLINE_FLOW_MODULES")
     assert report.command_lines[:2] == ["ANSWER", "GET DATA menu 3000 2"]
     assert report.variables["ECHO"] == "echo-test:42:x,两个字"
+
+
+def test_two_servers_share_a_port_with_reuse_port() -> None:
+    """Several server processes may listen on one port (SO_REUSEPORT); both take calls, none refuses."""
+    from agi.server import ServerOptions
+
+    seen: list[str] = []
+
+    def handler(name: str) -> Callable[[HotlineAGI, AgiRequest], None]:
+        def run(agi: HotlineAGI, request: AgiRequest) -> None:
+            seen.append(name)
+            agi.verbose("hello", 1)
+        return run
+
+    first = FastAGIServer(handler("first"), ServerOptions(port=0, reuse_port=True, stop_grace_s=1)).start()
+    assert first.address is not None
+    second = FastAGIServer(handler("second"), ServerOptions(port=first.address[1], reuse_port=True,
+                                                           stop_grace_s=1)).start()
+    try:
+        reports = asyncio.run(run_calls("127.0.0.1", first.address[1], [CallSpec() for _ in range(40)],
+                                        EmulatorConfig(time_scale=0.0), concurrency=8))
+        assert all(not isinstance(r, BaseException) and r.error is None for r in reports)
+        assert len(seen) == 40 and set(seen) == {"first", "second"}      # the kernel spread the calls
+    finally:
+        second.stop()
+        first.stop()
