@@ -1,10 +1,16 @@
 """Call-record life-cycle over the journal: the engine's :class:`~agi.engine.RecordSink`, and the replay into the store.
 
+Every entry is fsync-ed by the journal's next group commit (within milliseconds). A session *waits* for
+that fsync (``durable``) only where its next AGI command tells someone something that relies on the entry
+being kept: the caller (a ticket number, "thank you" for a survey answer) or the dialplan (``HL_CLOSED``
+set after the completed record, ``HL_ERROR`` after the record left for ``h``). Elsewhere waiting adds
+latency to the call and no safety: the entry reaches the disk just as soon either way.
+
 Writers (all keyed by ``record_id`` = the inbound channel's linkedid, so the caller's session, the agent's
 session and the ``h`` extension all write the same record):
 
-* the caller's flow session (``open``): ``upsert`` at first contact (durable), partial ``upsert`` per step,
-  durable ``upsert`` when queued, ``upsert complete=true`` on every exit;
+* the caller's flow session (``open``): ``upsert`` at first contact, partial ``upsert`` per step,
+  ``upsert`` when queued, ``upsert complete=true`` (durable) on every exit;
 * agent-connect (``agent``): ``fill`` answered_at/agent_id (only where still empty) and ``screen_pop``;
 * the description clip / voicemail: ``clip`` (a ``recordings`` row + a ``transcribe`` job);
 * call-end in ``h`` (``end``): ``upsert complete=true`` for records no session completed.
@@ -82,7 +88,7 @@ class CallRecords:
                 return dict(existing)       # a second flow session of the same call
             state = self._merge(record_id, fields, only_missing=bool(existing))
             snapshot = dict(state)
-        self._append({"op": "upsert", "record_id": record_id, "fields": snapshot, "complete": False}, durable=True)
+        self._append({"op": "upsert", "record_id": record_id, "fields": snapshot, "complete": False}, durable=False)
         return snapshot
 
     def update(self, record_id: str, changes: Mapping[str, Any], durable: bool = False) -> None:
@@ -104,7 +110,7 @@ class CallRecords:
         with self._lock:
             if record_id in self._state:
                 self._merge(record_id, changes, only_missing=True)
-        self._append({"op": "fill", "record_id": record_id, "fields": dict(changes)}, durable=True)
+        self._append({"op": "fill", "record_id": record_id, "fields": dict(changes)}, durable=False)
 
     def add_clip(self, record_id: str, clip: Clip) -> None:
         self._append({"op": "clip", "record_id": record_id, "kind": clip.kind, "uri": clip.uri,
@@ -113,7 +119,7 @@ class CallRecords:
 
     def screen_pop(self, record_id: str, agent_id: str) -> None:
         self._append({"op": "screen_pop", "record_id": record_id, "agent_id": agent_id,
-                      "event_id": uuid.uuid4().hex}, durable=True)
+                      "event_id": uuid.uuid4().hex}, durable=False)
 
     def known(self, record_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -185,7 +185,7 @@ def queue(run: "FlowRun", ctx: "CallContext", node: Node) -> "NodeResult":
         ctx.set(queue_id=name, queue_enter_at=now.isoformat())
         run.set_var("HL_QUEUE_ENTER", f"{now.timestamp():.3f}")
     ctx.step(node.id)
-    run.checkpoint(ctx, durable=True)     # a crash from here on still knows the caller was queued
+    run.checkpoint(ctx)     # journaled before Queue() starts: a crash from here on still knows the caller was queued
     run.channel.set_variable("QUEUESTATUS", "")
     round_start = now
     gosub = str(node.opts.get("gosub", "hotline-agent-connect"))
