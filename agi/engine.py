@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping, Protocol
 from agi.channel import Channel, ChannelError, ChannelHungUp
 from agi.flowdef import Flow, Node, Prompt
 from config.log import bind_call, get_logger
+from store.appendix_c import CALLBACK_OUTCOMES, LOCATION_APPEALS
 
 log = get_logger(__name__)
 
@@ -40,7 +41,6 @@ VOICEMAIL = "留言"
 AFTER_HOURS = "非工作时段"
 SYSTEM_FAILURE = "系统失败"
 CALLER, AGENT, SYSTEM = "诉求人", "坐席", "系统"
-CALLBACK_OUTCOMES = frozenset({IVR_ABANDON, QUEUE_ABANDON, QUEUE_TIMEOUT, VOICEMAIL, SYSTEM_FAILURE})
 NOT_QUEUED_STATUSES = frozenset({"JOINEMPTY", "JOINUNAVAIL", "FULL"})
 WITHHELD = frozenset({"", "unknown", "anonymous", "restricted", "private", "withheld"})
 
@@ -389,9 +389,6 @@ class FlowRun:
 # Nodes that do not talk to the caller: their steps ride with the next checkpoint (before the caller next
 # waits on us, or with the record's completion) instead of one journal entry each.
 SILENT_NODES = frozenset({"set", "hours", "goto"})
-
-LOCATION_APPEALS = frozenset({"求助", "投诉", "举报"})
-
 
 def drop_unlocated_appeal(changes: dict[str, Any], known: Mapping[str, Any]) -> None:
     """An IVR menu choice of 求助/投诉/举报 makes incident_address and district required (Appendix C), which only

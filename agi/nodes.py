@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from agi.channel import ChannelHungUp, RecordResult
 from agi.flowdef import Node
 from config.log import get_logger
+from store.appendix_c import LOCATION_APPEALS  # need an address a voicemail cannot know
 from store.validation import TICKET_NO_RE
 
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ log = get_logger(__name__)
 
 SAMPLE_RATE = 8000
 SURVEY_KEYS = {"1": "满意", "2": "基本满意", "3": "不满意"}
-# Appeal types that need an incident address and district on a ticket (Appendix C): a voicemail cannot know them.
-LOCATION_APPEALS = frozenset({"求助", "投诉", "举报"})
 DEFAULT_VOICEMAIL_TICKET: dict[str, Any] = {
     "claimant_type": "自然人",
     "claimant_name": "语音留言来电人（待回拨核实）",

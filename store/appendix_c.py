@@ -147,6 +147,12 @@ OUTCOME_VOICEMAIL = "留言"
 OUTCOME_AFTER_HOURS = "非工作时段"
 OUTCOME_SYSTEM_FAILURE = "系统失败"
 
+# Outcomes that put the call on the missed-call callback list (callback_required, KPI 漏接回拨).
+CALLBACK_OUTCOMES = frozenset({OUTCOME_IVR_ABANDONED, OUTCOME_QUEUE_ABANDONED, OUTCOME_QUEUE_TIMEOUT,
+                               OUTCOME_VOICEMAIL, OUTCOME_SYSTEM_FAILURE})
+# Appeal types whose record needs incident_address and district (the "when:" rule of those two fields).
+LOCATION_APPEALS = frozenset(str(v) for v in FIELDS_BY_ID["incident_address"].required.cond_values)
+
 # Members of the object-typed fields (documented JSON members).
 RECORDING_MEMBERS = ("uri", "sha256", "duration_seconds", "channels", "sample_rate")
 TRANSCRIPT_MEMBERS = ("model", "channels")

@@ -48,9 +48,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.log import get_logger
-from store.appendix_c import (HANGUP_PARTIES, OUTCOME_AFTER_HOURS, OUTCOME_ANSWERED, OUTCOME_IVR_ABANDONED,
-                              OUTCOME_QUEUE_ABANDONED, OUTCOME_QUEUE_TIMEOUT, OUTCOME_SYSTEM_FAILURE,
-                              OUTCOME_VOICEMAIL)
+from store.appendix_c import (CALLBACK_OUTCOMES, HANGUP_PARTIES, LOCATION_APPEALS, OUTCOME_AFTER_HOURS,
+                              OUTCOME_ANSWERED, OUTCOME_SYSTEM_FAILURE, OUTCOME_VOICEMAIL)
 from store.db import Database
 from store.models import Call
 from store.records import apply_changes, judge, record_dict
@@ -65,11 +64,6 @@ FAILURE_STEPS = frozenset({"error", "call-end:fallback"})
 # An ``hours`` node writes ``<node id>:open`` / ``<node id>:closed``; no other node writes ``:closed``.
 AFTER_HOURS_SUFFIX = ":closed"
 HANGUP_SYSTEM = "系统"
-# Outcomes the normal close flags for a callback (agi.engine.CALLBACK_OUTCOMES; store must not import agi).
-CALLBACK_OUTCOMES = frozenset({OUTCOME_IVR_ABANDONED, OUTCOME_QUEUE_ABANDONED, OUTCOME_QUEUE_TIMEOUT,
-                               OUTCOME_VOICEMAIL, OUTCOME_SYSTEM_FAILURE})
-# An IVR menu choice that makes incident_address/district required (agi.engine.drop_unlocated_appeal).
-LOCATION_APPEALS = frozenset({"求助", "投诉", "举报"})
 DEFAULT_CHUNK = 500
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
