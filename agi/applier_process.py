@@ -67,21 +67,45 @@ class _ChildArgs:
     parent_pid: int
 
 
-def _drain_wakeups(fd: int, timeout: float) -> None:
-    """Sleep until the parent pokes the pipe (or ``timeout``), then swallow every poke waiting in it."""
-    ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
-    if ready:
-        try:
-            while os.read(fd, 4096):
+class _ChildApplier(JournalApplier):
+    """:class:`JournalApplier`'s loop in the child: woken through the parent's pipe, stopped by a shared flag
+    or by the parent's death, publishing ``store_up``/``applied``/``deferred`` to shared values."""
+
+    def __init__(self, directory: Path, apply_batch: Any, wake_fd: int, stop: Any, parent_pid: int,
+                 store_up: Any, applied: Any, deferred: Any) -> None:
+        super().__init__(JournalView(directory), apply_batch)  # type: ignore[arg-type]
+        self._fd = wake_fd
+        self._stop_flag = stop
+        self._parent_pid = parent_pid
+        self._shared = (store_up, applied, deferred)
+
+    def _stopping(self) -> bool:
+        if os.getppid() != self._parent_pid:
+            log.warning("journal_applier_orphaned")
+            return True
+        return bool(self._stop_flag.value)
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop_flag.value and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
+
+    def _wait_for_work(self, timeout: float) -> None:
+        """Sleep until the parent pokes the pipe (or ``timeout``, at most a parent check's interval), then
+        swallow every poke waiting in it."""
+        ready, _, _ = select.select([self._fd], [], [], max(min(timeout, PARENT_POLL_SECONDS), 0.0))
+        if ready:
+            try:
+                while os.read(self._fd, 4096):
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
 
-
-def _pause(seconds: float, stop: Any) -> None:
-    deadline = time.monotonic() + seconds
-    while not stop.value and time.monotonic() < deadline:
-        time.sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
+    def _after_attempt(self) -> None:
+        store_up, applied, deferred = self._shared
+        store_up.value = int(self.store_up)
+        applied.value = self.applied
+        deferred.value = self.deferred
 
 
 def _child_main(args: _ChildArgs, wake: Any, stop: Any, ready: Any, store_up: Any, applied: Any,
@@ -91,41 +115,18 @@ def _child_main(args: _ChildArgs, wake: Any, stop: Any, ready: Any, store_up: An
     from store.db import open_database
 
     # The parent decides when we stop (it drains the journal first); a signal to the whole process group
-    # (systemd, Ctrl-C) must not cut a batch short. A parent that dies is noticed below.
+    # (systemd, Ctrl-C) must not cut a batch short. A parent that dies is noticed by _stopping().
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(json=args.log_json, level=args.log_level)
     fd = wake.fileno()
     os.set_blocking(fd, False)
     db = open_database(args.database_url)
-    applier = JournalApplier(JournalView(Path(args.directory)),  # type: ignore[arg-type]
-                             lambda entries: apply_entries(db, entries, args.timezone))
+    applier = _ChildApplier(Path(args.directory), lambda entries: apply_entries(db, entries, args.timezone),
+                            fd, stop, args.parent_pid, store_up, applied, deferred)
     ready.set()
-    backoff = 0.2
     try:
-        while not stop.value:
-            if os.getppid() != args.parent_pid:
-                log.warning("journal_applier_orphaned")
-                break
-            try:
-                n = applier.step()
-            except Exception as exc:  # noqa: BLE001 - store down: keep the entries, retry later
-                store_up.value = 0
-                log.warning("journal_apply_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
-                _pause(backoff, stop)          # wake-ups do not shorten it: no retry storm at call rate
-                backoff = min(backoff * 2, applier.max_backoff)
-                continue
-            if not store_up.value:
-                log.info("journal_apply_recovered")
-            store_up.value = 1
-            backoff = 0.2
-            applied.value = applier.applied
-            deferred.value = applier.deferred
-            if n == 0:
-                _drain_wakeups(fd, min(applier.defer_retry if applier.deferred else applier.idle_wait,
-                                       PARENT_POLL_SECONDS))
-            elif n < applier.batch_size:
-                _pause(applier.linger, stop)
+        applier.run_loop()
     finally:
         db.dispose()
 

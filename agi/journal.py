@@ -277,7 +277,7 @@ class JournalApplier:
         journal.on_append(self._wake.set)
 
     def start(self) -> "JournalApplier":
-        self._thread = threading.Thread(target=self._run, name="journal-applier", daemon=True)
+        self._thread = threading.Thread(target=self.run_loop, name="journal-applier", daemon=True)
         self._thread.start()
         return self
 
@@ -354,12 +354,28 @@ class JournalApplier:
         with open(self.directory / REJECTED, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"reason": reason, "entry": clean}, ensure_ascii=False, default=str) + "\n")
 
-    def _run(self) -> None:
+    # ------------------------------------------------------------------ the loop and its waits
+    # A subclass may wait on something else (agi.applier_process: a pipe from the parent, a shared stop flag).
+    def _stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        """Back-off and linger: only a stop cuts them short, not a wake-up (no retry storm at call rate)."""
+        self._stop.wait(seconds)
+
+    def _wait_for_work(self, timeout: float) -> None:
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def _after_attempt(self) -> None:
+        """Called after every attempt to apply, successful or not."""
+
+    def run_loop(self) -> None:
+        """Apply batches until stopped, backing off while the store is unreachable (the thread's body)."""
         backoff = 0.2
-        while not self._stop.is_set():
+        while not self._stopping():
             if self._paused.is_set():
-                self._wake.wait(self.idle_wait)
-                self._wake.clear()
+                self._wait_for_work(self.idle_wait)
                 continue
             try:
                 with self._step_lock:
@@ -369,20 +385,21 @@ class JournalApplier:
                 self.store_up = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("journal_apply_failed", error=self.last_error, retry_in=backoff)
-                self._stop.wait(backoff)
+                self._after_attempt()
+                self._sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             if not self.store_up:
                 log.info("journal_apply_recovered")
             self.store_up = True
             backoff = 0.2
+            self._after_attempt()
             if n == 0:
-                self._wake.wait(self.defer_retry if self._deferred else self.idle_wait)
-                self._wake.clear()
+                self._wait_for_work(self.defer_retry if self._deferred else self.idle_wait)
             elif n < self.batch_size and self.linger:
                 # a part batch: let a few more calls' entries gather, so one transaction (and one checkpoint
                 # fsync) covers many of them; records reach the store at most `linger` later
-                self._stop.wait(self.linger)
+                self._sleep(self.linger)
 
 
 def iter_all(directory: Path) -> Iterator[dict[str, Any]]:
