@@ -166,14 +166,10 @@ def _merge_batch(entries: list[dict[str, Any]]) -> _Batch:
 
 
 def _find_call(session: Session, record_id: str) -> Call | None:
-    cache: dict[str, Call] = session.info.setdefault("hl_calls", {})
-    call = cache.get(record_id)
-    if call is None:
-        with session.no_autoflush:
-            call = session.scalar(select(Call).where(Call.record_id == record_id))
-        if call is not None:
-            cache[record_id] = call
-    return call
+    """The batch's row of ``record_id``: :func:`apply_entries` locked every record its entries name and added
+    the ones it created, so a miss means the record is not in the store (yet)."""
+    calls: dict[str, Call] = session.info["hl_calls"]
+    return calls.get(record_id)
 
 
 def _apply_fill(session: Session, entry: dict[str, Any]) -> bool:
