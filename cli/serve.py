@@ -13,6 +13,7 @@ import errno
 import signal
 import sys
 from contextlib import AsyncExitStack
+from typing import Callable
 
 from aiohttp import web
 
@@ -70,20 +71,36 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         db.dispose()
 
 
-async def _sweep_recordings(db: Database, settings: Settings, stop: asyncio.Event) -> None:
-    """Finalize completed calls' recordings every few seconds (archive, checksum, enqueue transcription)."""
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+async def _every(stop: asyncio.Event, interval: float, work: Callable[[], int], done_event: str, failed_event: str,
+                 first_wait: bool = False) -> None:
+    """Run the blocking ``work`` in a thread every ``interval`` seconds until ``stop``, logging how many things it
+    handled. A failure (e.g. database down) is logged and retried next time: it must not stop the service."""
     loop = asyncio.get_running_loop()
+    if first_wait and await _stopped_within(stop, interval):
+        return
     while not stop.is_set():
         try:
-            results = await loop.run_in_executor(None, finalize_pending, db, settings)
-            if results:
-                log.info("recordings_swept", count=len(results))
-        except Exception:  # noqa: BLE001 - a sweep failure (e.g. database down) must not stop the service
-            log.exception("recording_sweep_failed")
-        try:
-            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_SECONDS)
-        except asyncio.TimeoutError:
-            pass
+            count = await loop.run_in_executor(None, work)
+            if count:
+                log.info(done_event, count=count)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception(failed_event)
+        if await _stopped_within(stop, interval):
+            return
+
+
+async def _sweep_recordings(db: Database, settings: Settings, stop: asyncio.Event) -> None:
+    """Finalize completed calls' recordings every few seconds (archive, checksum, enqueue transcription)."""
+    await _every(stop, SWEEP_INTERVAL_SECONDS, lambda: len(finalize_pending(db, settings)),
+                 "recordings_swept", "recording_sweep_failed")
 
 
 async def _sweep_stale_records(db: Database, settings: Settings, stop: asyncio.Event,
@@ -91,23 +108,11 @@ async def _sweep_stale_records(db: Database, settings: Settings, stop: asyncio.E
     """Close call records left open (crash + unreachable ``h`` extension) every ``records.sweep_interval_seconds``.
 
     The first run waits one interval, so the journal of a restarted process is replayed before anything is judged
-    stale. A failure (e.g. database down) is logged and retried at the next interval."""
-    loop = asyncio.get_running_loop()
-    if interval is None:
-        interval = float(settings.records.sweep_interval_seconds)
-    while True:
-        try:
-            await asyncio.wait_for(stop.wait(), interval)
-            return
-        except asyncio.TimeoutError:
-            pass
-        try:
-            result = await loop.run_in_executor(None, lambda: sweep_stale_records(
-                db, utcnow(), settings.records.max_open_seconds, tz=settings.general.timezone))
-            if result.count:
-                log.info("stale_records_swept", count=result.count)
-        except Exception:  # noqa: BLE001 - a sweep failure (e.g. database down) must not stop the service
-            log.exception("stale_record_sweep_failed")
+    stale."""
+    await _every(stop, float(settings.records.sweep_interval_seconds) if interval is None else interval,
+                 lambda: sweep_stale_records(db, utcnow(), settings.records.max_open_seconds,
+                                             tz=settings.general.timezone).count,
+                 "stale_records_swept", "stale_record_sweep_failed", first_wait=True)
 
 
 async def _serve(args: argparse.Namespace, settings: Settings, db: Database) -> int:
