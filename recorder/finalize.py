@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import structlog
@@ -295,14 +296,23 @@ def _quarantine_call(db: Database, settings: Settings, record_id: str, reason: s
     return result
 
 
+@contextmanager
+def _staged(audio: _Audio, target: Path, fmt: str) -> Iterator[tuple[Path, str]]:
+    """The audio written beside its archive ``target``, read back and hashed: ``(temp file, sha256)``. The temp
+    file is gone on exit (published under ``target``, or removed)."""
+    tmp = write_temp(audio.data, audio.sample_rate, target, fmt)
+    try:
+        check_readback(tmp, audio.data, audio.sample_rate)
+        yield tmp, sha256_file(tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _archive_call(db: Database, settings: Settings, record_id: str, started_at: datetime, audio: _Audio) -> FinalizeResult:
     fmt = settings.recordings.archive_format
     uri = archive_uri(settings, started_at, record_id)
     target = resolve_uri(settings, uri)
-    tmp = write_temp(audio.data, audio.sample_rate, target, fmt)
-    try:
-        check_readback(tmp, audio.data, audio.sample_rate)
-        digest = sha256_file(tmp)
+    with _staged(audio, target, fmt) as (tmp, digest):
         with db.write() as s:
             call = s.scalar(select(Call).where(Call.record_id == record_id).with_for_update())
             assert call is not None
@@ -320,8 +330,6 @@ def _archive_call(db: Database, settings: Settings, record_id: str, started_at: 
                               "channels": int(audio.data.shape[1]), "sample_rate": audio.sample_rate}
             revalidate(s, call)
             result = _result(row, job.id, True)
-    finally:
-        tmp.unlink(missing_ok=True)
     _remove_spool(audio.spool_paths)
     log.info("recording_archived", kind="call", recording_id=result.recording_id, uri=uri, sha256=digest,
              duration_seconds=result.duration_seconds, sample_rate=result.sample_rate, job_id=result.job_id)
@@ -415,10 +423,7 @@ def _archive_clip(db: Database, settings: Settings, recording_id: int, started_a
         assert row is not None
         uri = archive_uri(settings, started_at, f"{row.record_id}-{row.kind}-{row.id}")
     target = resolve_uri(settings, uri)
-    tmp = write_temp(audio.data, audio.sample_rate, target, fmt)
-    try:
-        check_readback(tmp, audio.data, audio.sample_rate)
-        digest = sha256_file(tmp)
+    with _staged(audio, target, fmt) as (tmp, digest):
         with db.write() as s:
             row = s.get(Recording, recording_id, with_for_update=True)
             assert row is not None
@@ -431,8 +436,6 @@ def _archive_clip(db: Database, settings: Settings, recording_id: int, started_a
             s.flush()
             job = _enqueue(s, settings, row)
             result = _result(row, job.id, True)
-    finally:
-        tmp.unlink(missing_ok=True)
     _remove_spool(audio.spool_paths)
     log.info("recording_archived", kind=result.kind, recording_id=recording_id, uri=uri, sha256=digest,
              duration_seconds=result.duration_seconds, job_id=result.job_id)
