@@ -208,3 +208,12 @@ class FakeServices:
 
     def clip_path(self, record_id: str, kind: str, n: int) -> str:
         return f"/spool/ivr/{record_id}-{kind}-{n}"
+
+
+def run_fake_call(flows: Mapping[str, Any], cfg: Any, records: Any, linkedid: str, flow: str = "main",
+                  services_kw: Mapping[str, Any] | None = None, **channel_kw: Any) -> Any:
+    """One call of ``flow`` over a :class:`FakeChannel` into ``records`` (a real CallRecords, say)."""
+    from agi.engine import FlowRun
+    clock = Clock()
+    chan = FakeChannel(clock, linkedid=linkedid, **channel_kw)
+    return FlowRun(flows, chan, records, FakeServices(clock, **(services_kw or {})), cfg).run(flow)

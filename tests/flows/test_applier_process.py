@@ -14,20 +14,13 @@ from sqlalchemy import create_engine, func, select, text
 
 from agi.applier_process import ApplierProcess, ApplierProcessError
 from agi.calls import CallRecords
-from agi.engine import FlowRun
 from agi.journal import Journal
 from config import SettingsError, load_settings
 from store.db import open_database
 from store.migrate import upgrade
 from store.models import AgentEvent, Call
 from tests.conftest import PG_ADMIN_URL
-from tests.flows.fakes import Clock, FakeChannel, FakeServices, QueuePlan
-
-
-def _run_call(flows, cfg, records, linkedid, **kw):
-    clock = Clock()
-    chan = FakeChannel(clock, linkedid=linkedid, **kw)
-    return FlowRun(flows, chan, records, FakeServices(clock), cfg).run("main")
+from tests.flows.fakes import QueuePlan, run_fake_call
 
 
 def _count(db) -> int:
@@ -41,7 +34,7 @@ def test_records_reach_the_store_through_the_child(db, tmp_path, shipped_flows, 
     applier = ApplierProcess(journal, db.url, "Asia/Shanghai").start()
     try:
         for i in range(6):
-            _run_call(shipped_flows, engine_config, records, f"700.{i}",
+            run_fake_call(shipped_flows, engine_config, records, f"700.{i}",
                       queue=[QueuePlan(member="1001", hold=10, wait=20)])
         assert applier.drain(timeout=20)
         with db.session() as s:
@@ -60,7 +53,7 @@ def test_a_killed_child_loses_nothing_and_duplicates_nothing(sqlite_db, tmp_path
     records = CallRecords(journal)
     first = ApplierProcess(journal, sqlite_db.url, "Asia/Shanghai").start()
     for i in range(5):
-        _run_call(shipped_flows, engine_config, records, f"710.{i}", hangup_at=2)
+        run_fake_call(shipped_flows, engine_config, records, f"710.{i}", hangup_at=2)
     assert first.drain(timeout=20)
     time.sleep(1.0)                                  # the child is idle, asleep waiting for a wake-up
     os.kill(first._process.pid, signal.SIGKILL)
@@ -69,7 +62,7 @@ def test_a_killed_child_loses_nothing_and_duplicates_nothing(sqlite_db, tmp_path
 
     def more_calls() -> None:
         for i in range(5, 10):
-            _run_call(shipped_flows, engine_config, records, f"710.{i}",
+            run_fake_call(shipped_flows, engine_config, records, f"710.{i}",
                       queue=[QueuePlan(member="1002", hold=5, wait=5)])
     caller = threading.Thread(target=more_calls, daemon=True)
     caller.start()
@@ -100,7 +93,7 @@ def test_child_waits_out_a_missing_database(tmp_path, shipped_flows, engine_conf
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         for i in range(4):
-            _run_call(shipped_flows, engine_config, records, f"720.{i}", queue=[QueuePlan(wait=5, hangup=True)])
+            run_fake_call(shipped_flows, engine_config, records, f"720.{i}", queue=[QueuePlan(wait=5, hangup=True)])
         deadline = time.monotonic() + 10
         while applier.store_up and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -16,13 +16,7 @@ from store.db import open_database
 from store.migrate import upgrade
 from store.models import AgentEvent, Call, Job, Recording, TicketSequence
 from tests.conftest import PG_ADMIN_URL
-from tests.flows.fakes import Clock, FakeChannel, FakeServices, QueuePlan
-
-
-def _run_call(flows, cfg, records, linkedid, flow="main", services_kw=None, **kw):
-    clock = Clock()
-    chan = FakeChannel(clock, linkedid=linkedid, **kw)
-    return FlowRun(flows, chan, records, FakeServices(clock, **(services_kw or {})), cfg).run(flow)
+from tests.flows.fakes import Clock, FakeChannel, FakeServices, QueuePlan, run_fake_call
 
 
 def test_group_commit_many_writers(tmp_path):
@@ -56,14 +50,14 @@ def test_records_replay_into_store(db, tmp_path, shipped_flows, engine_config):
     journal = Journal(tmp_path / "journal")
     records = CallRecords(journal)
     applier = JournalApplier(journal, lambda e: apply_entries(db, e))
-    _run_call(shipped_flows, engine_config, records, "100.1", inputs=["1", "1"],
+    run_fake_call(shipped_flows, engine_config, records, "100.1", inputs=["1", "1"],
               queue=[QueuePlan(status="TIMEOUT", wait=60), QueuePlan(member="1001", hold=10, wait=40)])
     # the agent's session writes the same record (same linkedid)
     clock = Clock()
     FlowRun(shipped_flows, FakeChannel(clock, linkedid="100.1", channel_name="Local/1001@hotline-agents-01;1"),
             records, FakeServices(clock), engine_config).run("agent-connect")
-    _run_call(shipped_flows, engine_config, records, "100.2", services_kw={"open_now": False, "store_down": True})
-    _run_call(shipped_flows, engine_config, records, "100.3", hangup_at=1)
+    run_fake_call(shipped_flows, engine_config, records, "100.2", services_kw={"open_now": False, "store_down": True})
+    run_fake_call(shipped_flows, engine_config, records, "100.3", hangup_at=1)
     while applier.step():
         pass
     with db.session() as s:
@@ -128,7 +122,7 @@ def test_files_are_compacted_once_applied(sqlite_db, tmp_path, shipped_flows, en
     records = CallRecords(journal)
     applier = JournalApplier(journal, lambda e: apply_entries(sqlite_db, e))
     for i in range(20):
-        _run_call(shipped_flows, engine_config, records, f"300.{i}", hangup_at=2)
+        run_fake_call(shipped_flows, engine_config, records, f"300.{i}", hangup_at=2)
     assert len(journal_files(tmp_path)) > 3
     while applier.step():
         pass
@@ -155,7 +149,7 @@ def test_calls_flow_while_database_is_missing_then_arrive(tmp_path, shipped_flow
     try:
         started = time.monotonic()
         for i in range(10):
-            _run_call(shipped_flows, engine_config, records, f"400.{i}", queue=[QueuePlan(wait=5, hangup=True)])
+            run_fake_call(shipped_flows, engine_config, records, f"400.{i}", queue=[QueuePlan(wait=5, hangup=True)])
         assert time.monotonic() - started < 5          # the outage did not slow the calls down
         deadline = time.monotonic() + 10
         while applier.failures == 0 and time.monotonic() < deadline:
@@ -188,7 +182,7 @@ def test_stopped_applier_then_resumed(sqlite_db, tmp_path, shipped_flows, engine
     applier = JournalApplier(journal, lambda e: apply_entries(sqlite_db, e)).start()
     applier.pause()
     for i in range(5):
-        _run_call(shipped_flows, engine_config, records, f"500.{i}", hangup_at=1)
+        run_fake_call(shipped_flows, engine_config, records, f"500.{i}", hangup_at=1)
     time.sleep(0.3)
     with sqlite_db.session() as s:
         assert s.scalar(select(func.count()).select_from(Call)) == 0
@@ -209,7 +203,7 @@ def test_journal_sustains_200_calls_per_second(tmp_path, shipped_flows, engine_c
 
     def worker(w: int) -> None:
         for i in range(w, n_calls, workers):
-            _run_call(shipped_flows, engine_config, records, f"600.{i}", queue=[QueuePlan(member="1001", hold=3)],
+            run_fake_call(shipped_flows, engine_config, records, f"600.{i}", queue=[QueuePlan(member="1001", hold=3)],
                       inputs=["1"])
             done.append(i)
 
