@@ -285,7 +285,7 @@ def apply_entries(db: Database, entries: list[dict[str, Any]], tz: str = "Asia/S
                                              key=lambda p: (p.index, p.offset), default=None)})
                 continue
             snapshots.append({"record_id": record_id, **clean})
-        cache.update(save_snapshots(session, snapshots, existing=cache))
+        save_snapshots(session, snapshots, locked=cache)
         judged = False
         for snap in snapshots:
             record_id = snap["record_id"]

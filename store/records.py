@@ -122,14 +122,14 @@ def lock_calls(session: Session, record_ids: Iterable[str], chunk: int = 500) ->
 
 
 def save_snapshots(session: Session, snapshots: Iterable[Mapping[str, Any]],
-                   existing: dict[str, Call] | None = None) -> dict[str, Call]:
-    """Bulk form of :func:`save_snapshot` (journal replay): one locking read for the rows not in ``existing``,
-    changes applied in memory, new rows added, one flush. Returns every row by record_id."""
+                   locked: dict[str, Call] | None = None) -> dict[str, Call]:
+    """Bulk form of :func:`save_snapshot` (journal replay): changes applied in memory, new rows added, one flush.
+
+    ``locked``: the rows :func:`lock_calls` already returned for every snapshot's record (a record not in it
+    does not exist); it is updated with the rows created here. Without it, one locking read is made here.
+    Returns every row by record_id."""
     snaps = list(snapshots)
-    calls = dict(existing or {})
-    missing = [s["record_id"] for s in snaps if s["record_id"] not in calls]
-    if missing:
-        calls.update(lock_calls(session, missing))
+    calls = locked if locked is not None else lock_calls(session, [s["record_id"] for s in snaps])
     for snap in snaps:
         record_id = snap["record_id"]
         call = calls.get(record_id)
